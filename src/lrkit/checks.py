@@ -1,0 +1,92 @@
+"""Argument checks shared by the whole package, so every bad value is reported the same way.
+
+Each check raises ``ValueError`` (or ``TypeError`` for a wrong type) naming the argument, the value
+it got and what is allowed, and returns the value (converted where that is the point) when it is
+fine.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from numbers import Integral, Real
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def _require_real(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    number = float(value)
+    if math.isnan(number):
+        raise ValueError(f"{name} must be a number, got NaN")
+    return number
+
+
+def finite(name: str, value: object) -> float:
+    """A finite real number."""
+    number = _require_real(name, value)
+    if math.isinf(number):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return number
+
+
+def positive(name: str, value: object) -> float:
+    """A finite number > 0 (learning rates, factors)."""
+    number = finite(name, value)
+    if number <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return number
+
+
+def non_negative(name: str, value: object) -> float:
+    """A finite number >= 0."""
+    number = finite(name, value)
+    if number < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return number
+
+
+def in_range(
+    name: str,
+    value: object,
+    low: float,
+    high: float,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """A finite number inside an interval; ``*_open`` excludes that end."""
+    number = finite(name, value)
+    too_low = number <= low if low_open else number < low
+    too_high = number >= high if high_open else number > high
+    if too_low or too_high:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+    return number
+
+
+def integer(name: str, value: object, *, minimum: int | None = None) -> int:
+    """A whole number, optionally at least ``minimum`` (floats such as 3.0 are refused)."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    number = int(value)
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {number}")
+    return number
+
+
+def one_of(name: str, value: T, allowed: Iterable[T]) -> T:
+    """One of a fixed set of choices."""
+    choices = list(allowed)
+    if value not in choices:
+        listed = ", ".join(repr(choice) for choice in choices)
+        raise ValueError(f"{name} must be one of {listed}; got {value!r}")
+    return value
+
+
+def ordered(low_name: str, low: float, high_name: str, high: float) -> None:
+    """Two bounds with ``low < high``."""
+    if not low < high:
+        raise ValueError(f"{low_name} must be < {high_name}, got {low_name}={low!r} >= {high_name}={high!r}")

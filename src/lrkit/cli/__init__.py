@@ -1,0 +1,1 @@
+"""The ``lrkit`` command line: one module per command, loaded on first use."""

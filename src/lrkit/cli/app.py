@@ -1,0 +1,69 @@
+"""The ``lrkit`` entry point: a click group whose commands load lazily, and one-line errors.
+
+Bad input anywhere (a click usage error, a ``ValueError``/``TypeError`` from the API, a file that
+cannot be read or written) prints ``lrkit: error: ...`` on stderr and exits 2, without a traceback.
+Set ``LRKIT_DEBUG=1`` to see the traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from lrkit import __version__
+
+# command name -> module that defines a click command named ``command``
+COMMANDS: dict[str, str] = {
+    "demo": "lrkit.cli.demo",
+    "tasks": "lrkit.cli.tasks",
+}
+
+
+class LazyGroup(click.Group):
+    """Imports a command's module only when that command runs, so ``lrkit --help`` stays fast."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        module = COMMANDS.get(name)
+        return None if module is None else importlib.import_module(module).command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lrkit")
+def cli() -> None:
+    """lrkit: find, schedule, watch and adapt the learning rate."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit code (0 ok, 1 failure, 2 bad input, 130 interrupted)."""
+    try:
+        result = cli.main(args=argv, prog_name="lrkit", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.UsageError as error:
+        return _fail(error.format_message())
+    except click.ClickException as error:
+        return _fail(error.format_message(), error.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        print("lrkit: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError) as error:
+        if os.environ.get("LRKIT_DEBUG"):
+            raise
+        return _fail(str(error) or type(error).__name__)
+
+
+def _fail(message: str, code: int = 2) -> int:
+    line = " ".join(message.split())
+    print(f"lrkit: error: {line}", file=sys.stderr)
+    return code
+
+
+def run() -> None:
+    sys.exit(main())
