@@ -1,0 +1,1 @@
+"""Adapters for other frameworks (optax, Keras, Lightning, Hugging Face); each needs its extra."""

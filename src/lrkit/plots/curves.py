@@ -1,0 +1,77 @@
+"""Loss curves against steps, and the helpers every lrkit figure shares."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # lrkit draws files, never windows
+
+import numpy as np  # noqa: E402
+from matplotlib import pyplot as plt  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from lrkit.files import atomic_path  # noqa: E402
+from lrkit.trace import Trace  # noqa: E402
+
+
+def new_axes(ax: Axes | None = None, *, size: tuple[float, float] = (8, 4.5)) -> tuple[Figure, Axes]:
+    """The given axes and their figure, or a fresh figure with one axes."""
+    if ax is not None:
+        return ax.figure, ax
+    figure, ax = plt.subplots(figsize=size, layout="constrained")
+    return figure, ax
+
+
+def save_figure(figure: Figure, path: str | Path, *, dpi: int = 120) -> Path:
+    """Write ``figure`` as a PNG atomically and close it."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=dpi)
+    plt.close(figure)
+    return path
+
+
+def plot_traces(
+    traces: Sequence[Trace],
+    *,
+    labels: Sequence[str] | None = None,
+    ax: Axes | None = None,
+    log_loss: bool = True,
+    title: str | None = None,
+    smooth: int = 1,
+) -> Figure:
+    """Training loss against step for several runs on one chart (validation loss dashed)."""
+    figure, ax = new_axes(ax)
+    labels = labels or [str(trace.meta.get("label", trace.meta.get("lr", i))) for i, trace in enumerate(traces)]
+    for trace, label in zip(traces, labels, strict=True):
+        loss = _moving_mean(trace.loss, smooth)
+        finite = np.isfinite(loss)
+        (line,) = ax.plot(trace.step[finite], loss[finite], label=label, linewidth=1.2)
+        if trace.val_loss is not None:
+            has_val = np.isfinite(trace.val_loss)
+            ax.plot(trace.step[has_val], trace.val_loss[has_val], "--", color=line.get_color(), linewidth=1)
+        if not finite.all():
+            first = int(np.argmin(finite))
+            ax.axvline(trace.step[first], color=line.get_color(), linestyle=":", linewidth=1)
+    if log_loss:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (train solid, validation dashed)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    return figure
+
+
+def _moving_mean(values: np.ndarray, window: int) -> np.ndarray:
+    if window <= 1 or len(values) < window:
+        return values
+    kernel = np.ones(window) / window
+    head = np.full(window - 1, np.nan)
+    return np.concatenate([head, np.convolve(values, kernel, mode="valid")])
