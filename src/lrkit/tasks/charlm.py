@@ -7,12 +7,12 @@ learning rate is the schedule's peak.
 from __future__ import annotations
 
 import functools
-import math
 from importlib import resources
 
 import torch
 from torch import nn
 
+from lrkit.schedules import Schedule, warmup_cosine
 from lrkit.tasks.loading import cross_entropy, tensor_loaders
 from lrkit.tasks.registry import Loaders, Task, register
 
@@ -70,22 +70,14 @@ def _loaders(seed: int) -> Loaders:
     return tensor_loaders(train, val, batch_size=16, seed=seed)
 
 
-def _warmup_cosine(peak: float, steps: int):
-    warmup = max(1, int(WARMUP_FRACTION * steps))
-
-    def lr_at(step: int) -> float:
-        if step < warmup:
-            return peak * (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, steps - warmup))
-        return peak * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return lr_at
+def _warmup_cosine(peak: float, steps: int) -> Schedule:
+    return warmup_cosine(peak, steps, warmup_steps=max(1, int(WARMUP_FRACTION * steps)))
 
 
 register(
     Task(
         name="charlm",
-        summary="tiny character-level transformer (2 layers, width 64) on bundled text, AdamW, warmup+cosine",
+        summary="tiny character-level transformer (2 layers, width 48) on bundled text, AdamW, warmup+cosine",
         optimizer_name="AdamW",
         default_lr=1e-3,
         steps=300,

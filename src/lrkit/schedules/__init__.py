@@ -1,0 +1,78 @@
+"""Learning-rate schedules as small frozen values: ``s(step)``, ``s(steps_array)``, ``a >> b``, and a
+spec string from ``repr(s)`` that ``parse`` reads back. Pure Python + NumPy."""
+
+from lrkit.schedules.base import Schedule
+from lrkit.schedules.combinators import Clip, Noise, Scale, Sequence, Warmup, phase_starts
+from lrkit.schedules.composites import adam_warmup, one_cycle, step_decay, warmup_cosine, wsd
+from lrkit.schedules.kinds import (
+    Constant,
+    Cosine,
+    CosineRestarts,
+    Cyclic,
+    Exponential,
+    InverseSqrt,
+    Linear,
+    MultiStep,
+    OneMinusSqrt,
+    Polynomial,
+)
+from lrkit.schedules.plateau import Plateau
+from lrkit.schedules.spec import NAMES, parse
+
+constant = Constant
+exponential = Exponential
+multistep = MultiStep
+cosine = Cosine
+cosine_restarts = CosineRestarts
+linear = Linear
+polynomial = Polynomial
+one_minus_sqrt = OneMinusSqrt
+inverse_sqrt = InverseSqrt
+cyclic = Cyclic
+warmup = Warmup
+scale = Scale
+clip = Clip
+noise = Noise
+
+
+__all__ = [
+    "NAMES",
+    "Clip",
+    "Constant",
+    "Cosine",
+    "CosineRestarts",
+    "Cyclic",
+    "Exponential",
+    "InverseSqrt",
+    "Linear",
+    "MultiStep",
+    "Noise",
+    "OneMinusSqrt",
+    "Plateau",
+    "Polynomial",
+    "Scale",
+    "Schedule",
+    "Sequence",
+    "Warmup",
+    "adam_warmup",
+    "clip",
+    "constant",
+    "cosine",
+    "cosine_restarts",
+    "cyclic",
+    "exponential",
+    "inverse_sqrt",
+    "linear",
+    "multistep",
+    "noise",
+    "one_cycle",
+    "one_minus_sqrt",
+    "parse",
+    "phase_starts",
+    "polynomial",
+    "scale",
+    "step_decay",
+    "warmup",
+    "warmup_cosine",
+    "wsd",
+]

@@ -1,0 +1,207 @@
+"""Combinators: sequence phases (``a >> b``), warm up into whatever follows, scale, clip, add noise."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from lrkit import checks
+from lrkit.schedules.base import Schedule, float_field, schedule_field, setattr_frozen, steps_field
+
+WARMUP_SHAPES = ("linear", "cosine", "exponential")
+
+
+@dataclass(frozen=True, repr=False)
+class Warmup(Schedule):
+    """A ramp over ``steps`` from ``start_ratio`` times the next phase's first value up to that value.
+
+    It has no level of its own, so it only makes sense in front of something: ``warmup(500) >> cosine(...)``.
+    ``exponential`` rises geometrically and needs ``start_ratio > 0``.
+    """
+
+    kind = "warmup"
+    positional = 1
+    steps: int
+    start_ratio: float = 0.0
+    shape: str = "linear"
+
+    def validate(self) -> None:
+        steps_field(self, "steps")
+        checks.one_of("shape", self.shape, WARMUP_SHAPES)
+        low_open = self.shape == "exponential"
+        ratio = checks.in_range("start_ratio", self.start_ratio, 0, 1, low_open=low_open, high_open=True)
+        setattr_frozen(self, "start_ratio", ratio)
+
+    @property
+    def length(self) -> int:
+        return self.steps
+
+    def ramp(self, t: Any, xp: Any) -> Any:
+        """The fraction of the target reached at local step ``t`` (``start_ratio`` at 0, 1 at ``steps``)."""
+        progress = xp.minimum(t, self.steps) / self.steps
+        if self.shape == "exponential":
+            return self.start_ratio ** (1.0 - progress)
+        if self.shape == "cosine":
+            progress = 0.5 * (1.0 - xp.cos(math.pi * progress))
+        return self.start_ratio + (1.0 - self.start_ratio) * progress
+
+    def evaluate(self, t: Any, xp: Any) -> Any:
+        raise ValueError(f"{self!r} rises to the phase after it; write it in front of one: {self!r} >> ...")
+
+
+@dataclass(frozen=True, repr=False)
+class Sequence(Schedule):
+    """Phases one after another; each restarts at its own step 0 where the previous one's length ends."""
+
+    kind = "sequence"
+    phases: tuple[Schedule, ...]
+
+    def validate(self) -> None:
+        if not isinstance(self.phases, (tuple, list)) or len(self.phases) < 2:
+            raise ValueError(f"phases must be two or more schedules, got {self.phases!r}")
+        flat: list[Schedule] = []
+        for phase in self.phases:
+            if not isinstance(phase, Schedule):
+                raise TypeError(f"phases must be schedules, got {phase!r} ({type(phase).__name__})")
+            flat.extend(phase.phases if isinstance(phase, Sequence) else (phase,))
+        for phase in flat[:-1]:
+            if phase.length is None:
+                raise ValueError(
+                    f"phase {phase!r} has no length, so nothing can follow it; give it steps or put it last"
+                )
+        setattr_frozen(self, "phases", tuple(flat))
+
+    @property
+    def starts(self) -> tuple[int, ...]:
+        """The global step at which each phase begins."""
+        starts = [0]
+        for phase in self.phases[:-1]:
+            starts.append(starts[-1] + phase.length)  # type: ignore[operator]
+        return tuple(starts)
+
+    @property
+    def length(self) -> int | None:
+        last = self.phases[-1].length
+        return None if last is None else self.starts[-1] + last
+
+    def evaluate(self, t: Any, xp: Any) -> Any:
+        return self._suffix(0, t, xp)
+
+    def _suffix(self, index: int, t: Any, xp: Any) -> Any:
+        """Phases ``index`` onwards, at steps ``t`` counted from the start of phase ``index``."""
+        phase = self.phases[index]
+        if index == len(self.phases) - 1:
+            return self._phase(index, t, xp)
+        length = phase.length
+        head = self._phase(index, xp.minimum(t, length), xp)
+        tail = self._suffix(index + 1, xp.maximum(t - length, 0.0), xp)
+        return xp.where(t < length, head, tail)
+
+    def _phase(self, index: int, t: Any, xp: Any) -> Any:
+        phase = self.phases[index]
+        if isinstance(phase, Warmup) and index + 1 < len(self.phases):
+            return phase.ramp(t, xp) * self._suffix(index + 1, t * 0.0, xp)
+        return phase.evaluate(t, xp)
+
+    def __repr__(self) -> str:
+        return " >> ".join(repr(phase) for phase in self.phases)
+
+
+@dataclass(frozen=True, repr=False)
+class Scale(Schedule):
+    """Another schedule times a constant ``ratio``."""
+
+    kind = "scale"
+    positional = 1
+    schedule: Schedule
+    ratio: float
+
+    def validate(self) -> None:
+        schedule_field(self, "schedule")
+        float_field(self, "ratio", checks.positive)
+
+    @property
+    def length(self) -> int | None:
+        return self.schedule.length
+
+    def evaluate(self, t: Any, xp: Any) -> Any:
+        return self.schedule.evaluate(t, xp) * self.ratio
+
+
+@dataclass(frozen=True, repr=False)
+class Clip(Schedule):
+    """Another schedule held inside ``[min_lr, max_lr]`` (either bound may be left out)."""
+
+    kind = "clip"
+    positional = 1
+    schedule: Schedule
+    min_lr: float | None = None
+    max_lr: float | None = None
+
+    def validate(self) -> None:
+        schedule_field(self, "schedule")
+        if self.min_lr is None and self.max_lr is None:
+            raise ValueError("clip needs min_lr, max_lr or both; got neither")
+        if self.min_lr is not None:
+            float_field(self, "min_lr")
+        if self.max_lr is not None:
+            float_field(self, "max_lr", checks.positive)
+        if self.min_lr is not None and self.max_lr is not None:
+            checks.ordered("min_lr", self.min_lr, "max_lr", self.max_lr)
+
+    @property
+    def length(self) -> int | None:
+        return self.schedule.length
+
+    def evaluate(self, t: Any, xp: Any) -> Any:
+        value = self.schedule.evaluate(t, xp)
+        if self.min_lr is not None:
+            value = xp.maximum(value, self.min_lr)
+        if self.max_lr is not None:
+            value = xp.minimum(value, self.max_lr)
+        return value
+
+
+@dataclass(frozen=True, repr=False)
+class Noise(Schedule):
+    """Another schedule times a seeded factor drawn uniformly from ``[1 - ratio, 1 + ratio)`` per step.
+
+    The factor is a hash of (seed, step), not a random stream, so any step can be asked for in any
+    order and a resumed run sees the same noise.
+    """
+
+    kind = "noise"
+    positional = 1
+    schedule: Schedule
+    ratio: float
+    seed: int = 0
+
+    def validate(self) -> None:
+        schedule_field(self, "schedule")
+        setattr_frozen(self, "ratio", checks.in_range("ratio", self.ratio, 0, 1, high_open=True))
+        setattr_frozen(self, "seed", checks.integer("seed", self.seed, minimum=0))
+
+    @property
+    def length(self) -> int | None:
+        return self.schedule.length
+
+    def evaluate(self, t: Any, xp: Any) -> Any:
+        uniform = _hash_uniform(t, self.seed, xp)
+        return self.schedule.evaluate(t, xp) * (1.0 + self.ratio * (2.0 * uniform - 1.0))
+
+
+def phase_starts(schedule: Schedule) -> tuple[int, ...]:
+    """The steps where a sequence's phases begin (``(0,)`` for a single phase)."""
+    return schedule.starts if isinstance(schedule, Sequence) else (0,)
+
+
+def _hash_uniform(t: Any, seed: int, xp: Any) -> Any:
+    """A uniform number in [0, 1) from (seed, step), in int32 arithmetic every array library wraps alike."""
+    x = xp.asarray(t, dtype=xp.int32) ^ ((seed * 0x9E3779B1 + 0x632BE5AB) & 0x7FFFFFFF)
+    x = x ^ ((x >> 16) & 0xFFFF)  # masks make the signed shifts logical
+    x = x * 0x7FEB352D
+    x = x ^ ((x >> 15) & 0x1FFFF)
+    x = x * 0x046CA68B
+    x = x ^ ((x >> 16) & 0xFFFF)
+    return (x & 0xFFFFFF) * (1.0 / 16777216.0)

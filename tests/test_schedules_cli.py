@@ -1,0 +1,39 @@
+"""``lrkit schedule``: the table, the CSV and the plot, and one-line errors."""
+
+import numpy as np
+
+from lrkit import schedules as S
+from lrkit.cli.app import main
+
+SPEC = "warmup(50) >> cosine(peak=3e-4, steps=450) >> constant(1e-6)"
+
+
+def test_prints_first_last_peak_minimum_and_phase_changes(capsys):
+    assert main(["schedule", SPEC, "--steps", "600"]) == 0
+    out = capsys.readouterr().out
+    assert "warmup(50) >> cosine(peak=0.0003, steps=450) >> constant(1e-06)" in out
+    for label, step, lr in (("first", 0, "0"), ("peak", 50, "0.0003"), ("last", 599, "1e-06"), ("phase 2 starts", 50, "0.0003"), ("phase 3 starts", 500, "1e-06")):
+        line = next(line for line in out.splitlines() if label in line)
+        assert str(step) in line and lr in line
+
+
+def test_writes_csv_and_png(tmp_path, capsys):
+    csv, png = tmp_path / "lr.csv", tmp_path / "out" / "lr.png"
+    assert main(["schedule", SPEC, "--steps", "600", "--csv", str(csv), "--plot", str(png)]) == 0
+    rows = np.loadtxt(csv, delimiter=",", skiprows=1)
+    assert rows.shape == (600, 2)
+    assert np.array_equal(rows[:, 1], S.parse(SPEC)(np.arange(600)))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_spec_is_one_line_on_stderr_and_exit_2(capsys):
+    assert main(["schedule", "cosine(peak=-1, steps=10)", "--steps", "10"]) == 2
+    err = capsys.readouterr().err
+    assert err == "lrkit: error: cosine: peak must be > 0, got -1\n"
+    assert main(["schedule", "cosine(peak=1, steps=10", "--steps", "10"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_bad_steps_exit_2(capsys):
+    assert main(["schedule", SPEC, "--steps", "0"]) == 2
+    assert "--steps" in capsys.readouterr().err

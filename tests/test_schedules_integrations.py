@@ -1,0 +1,84 @@
+"""lrkit schedules inside optax (under jit) and Keras 3 (torch backend): same values as NumPy."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from lrkit import schedules as S
+from lrkit.integrations.optax import optax_schedule
+
+os.environ["KERAS_BACKEND"] = "torch"  # before keras is imported (the test process has no TensorFlow)
+import keras  # noqa: E402
+
+from lrkit.integrations.keras import KerasSchedule  # noqa: E402
+
+SCHEDULES = [
+    S.warmup_cosine(1e-3, 100, warmup_steps=10),
+    S.noise(S.cosine_restarts(0.1, 10, length_ratio=2, peak_ratio=0.5, cycles=3), 0.2, seed=5),
+    S.cyclic(1e-3, 1e-2, 5, mode="triangular2"),
+    S.one_cycle(0.1, 60, up_steps=14, three_phase=True, anneal="linear"),
+    S.clip(S.scale(S.multistep(0.1, [3, 7]), 2.0), min_lr=0.01),
+    S.wsd(1e-3, 80, 10, 30, cooldown="1-sqrt") >> S.inverse_sqrt(1e-5, 100),
+    S.step_decay(1.0, 41, 0.5),
+    S.polynomial(1.0, 5, power=1.5) >> S.polynomial(0.5, 49, power=0.5),  # XLA's t * (1/41) floors one step early unless corrected
+    S.cyclic(0.1, 1.0, 47, down_steps=49),
+]
+FLOAT32 = 2e-6  # both run in float32
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES, ids=repr)
+def test_optax_schedule_under_jit_matches_numpy(schedule):
+    learning_rate = jax.jit(optax_schedule(schedule))
+    values = np.array([float(learning_rate(jnp.int32(step))) for step in range(120)])
+    np.testing.assert_allclose(values, schedule(np.arange(120)), rtol=FLOAT32, atol=FLOAT32 * 1e-3)
+
+
+def test_a_schedule_is_optax_learning_rate_directly():
+    schedule = S.warmup(3) >> S.constant(0.5)
+    optimizer = optax.sgd(learning_rate=schedule)
+    params = jnp.ones(2)
+    state = optimizer.init(params)
+    update = jax.jit(optimizer.update)
+    steps = []
+    for _ in range(5):
+        updates, state = update(jnp.ones(2), state)
+        steps.append(float(-updates[0]))
+    np.testing.assert_allclose(steps, schedule(np.arange(5)), rtol=FLOAT32)
+
+
+def test_jax_arrays_of_steps_evaluate_with_jax_numpy():
+    schedule = S.cosine(peak=1.0, steps=10)
+    values = schedule(jnp.arange(12))
+    assert isinstance(values, jax.Array)
+    np.testing.assert_allclose(np.asarray(values), schedule(np.arange(12)), atol=1e-6)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES, ids=repr)
+def test_keras_schedule_matches_numpy(schedule):
+    adapter = KerasSchedule(schedule)
+    values = np.array([float(adapter(step)) for step in range(120)])
+    np.testing.assert_allclose(values, schedule(np.arange(120)), rtol=FLOAT32, atol=FLOAT32 * 1e-3)
+
+
+def test_keras_config_round_trips_through_the_spec():
+    adapter = KerasSchedule("warmup(10) >> cosine(peak=0.001, steps=90)")
+    config = keras.optimizers.schedules.serialize(adapter)
+    restored = keras.optimizers.schedules.deserialize(config)
+    assert isinstance(restored, KerasSchedule)
+    assert restored.schedule == adapter.schedule
+    assert adapter.get_config() == {"schedule": "warmup(10) >> cosine(peak=0.001, steps=90)"}
+
+
+def test_keras_optimizer_follows_the_schedule():
+    schedule = S.warmup(4) >> S.constant(0.2)
+    optimizer = keras.optimizers.SGD(learning_rate=KerasSchedule(schedule))
+    weight = keras.Variable(np.ones(1, dtype="float32"))
+    seen = []
+    for _ in range(6):
+        seen.append(float(optimizer.learning_rate))
+        optimizer.apply_gradients([(keras.ops.ones(1), weight)])
+    np.testing.assert_allclose(seen, schedule(np.arange(6)), rtol=FLOAT32)

@@ -1,0 +1,191 @@
+"""Properties every lrkit schedule keeps, over random configurations of every kind."""
+
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lrkit import schedules as S
+from schedule_strategies import (
+    cosine,
+    cosine_restarts,
+    cyclic,
+    elementary,
+    exponential,
+    inverse_sqrt,
+    multistep,
+    one_minus_sqrt,
+    polynomial,
+    schedules,
+    sequences,
+    warmup,
+)
+
+STEPS = np.arange(3000)
+
+
+@given(schedules)
+def test_values_are_finite_and_non_negative(schedule):
+    values = schedule(STEPS)
+    assert values.shape == STEPS.shape
+    assert np.all(np.isfinite(values))
+    assert np.all(values >= 0)
+
+
+@given(schedules)
+def test_spec_round_trips_to_an_equal_schedule(schedule):
+    spec = repr(schedule)
+    parsed = S.parse(spec)
+    assert parsed == schedule
+    assert repr(parsed) == spec
+    assert np.array_equal(parsed(STEPS[:500]), schedule(STEPS[:500]))
+
+
+@given(schedules)
+def test_pickles_to_an_equal_schedule(schedule):
+    assert pickle.loads(pickle.dumps(schedule)) == schedule
+
+
+@given(schedules, st.integers(0, 2999))
+def test_int_step_matches_array_evaluation(schedule, step):
+    value = schedule(step)
+    assert isinstance(value, float)
+    assert value == schedule(STEPS)[step]
+
+
+@given(warmup(), st.one_of(cosine(), polynomial(), exponential(), inverse_sqrt()))
+def test_warmups_rise_to_the_next_phase(ramp, after):
+    values = (ramp >> after)(np.arange(ramp.steps + 1))
+    assert np.all(np.diff(values) >= -1e-12 * values.max())
+    assert values[0] == pytest.approx(ramp.start_ratio * after(0), rel=1e-9)
+    assert values[-1] == after(0)
+
+
+@given(st.one_of(cosine(), polynomial(), one_minus_sqrt(), exponential(), multistep(), inverse_sqrt()))
+def test_decays_never_rise(schedule):
+    values = schedule(STEPS)
+    assert np.all(np.diff(values) <= 1e-12 * values[0])
+    assert values[0] == pytest.approx(schedule.peak)
+
+
+@given(st.one_of(cosine(), polynomial(), one_minus_sqrt()))
+def test_decays_reach_end_and_stay(schedule):
+    values = schedule(np.arange(schedule.steps, schedule.steps + 50))
+    assert np.allclose(values, schedule.end, rtol=1e-12, atol=1e-15)
+
+
+@given(cyclic().filter(lambda s: s.mode == "triangular"), st.integers(0, 1000), st.integers(1, 5))
+def test_triangular_is_periodic(schedule, step, cycles):
+    assert schedule(step + cycles * schedule.period) == pytest.approx(schedule(step), rel=1e-9)
+
+
+@given(cyclic())
+def test_cyclic_stays_between_bounds_and_touches_both(schedule):
+    values = schedule(np.arange(schedule.period + 1))
+    assert values.min() >= schedule.min_lr * (1 - 1e-12)
+    assert values.max() <= schedule.max_lr * (1 + 1e-12)
+    assert values[0] == pytest.approx(schedule.min_lr)
+    decay = schedule.decay_ratio**schedule.up_steps  # 1 except for exp_range
+    top = schedule.min_lr + (schedule.max_lr - schedule.min_lr) * decay
+    assert values[schedule.up_steps] == pytest.approx(top)
+
+
+@given(st.builds(S.cosine_restarts, peak=st.floats(1e-6, 10.0), cycle_steps=st.integers(1, 100)))
+def test_restarts_without_decay_are_periodic(schedule):
+    first = schedule(np.arange(schedule.cycle_steps))
+    later = schedule(np.arange(3 * schedule.cycle_steps, 4 * schedule.cycle_steps))
+    assert np.allclose(first, later, rtol=1e-9)
+
+
+@given(cosine_restarts())
+def test_restarts_begin_each_cycle_at_its_peak(schedule):
+    start, length = 0, schedule.cycle_steps
+    for n in range(3 if schedule.cycles is None else schedule.cycles):
+        expected = max(schedule.peak * schedule.peak_ratio**n, schedule.end)
+        assert schedule(start) == pytest.approx(expected, rel=1e-9)
+        start, length = start + length, length * schedule.length_ratio
+    if schedule.cycles is not None:
+        assert schedule(start) == schedule.end == schedule(start + 1000)
+
+
+@given(sequences())
+def test_sequence_phases_restart_at_their_own_step_zero(schedule):
+    starts = S.phase_starts(schedule)
+    for phase, start in zip(schedule.phases, starts, strict=True):
+        if isinstance(phase, S.Warmup):
+            continue
+        local = np.arange(0, phase.length or 40)
+        assert np.array_equal(schedule(start + local), phase(local))
+
+
+@given(st.one_of(cosine(), polynomial(), one_minus_sqrt()), st.integers(1, 100))
+def test_decay_then_constant_at_its_end_meets_without_a_jump(decay, steps):
+    schedule = decay >> S.constant(decay.end)
+    values = schedule(np.arange(decay.steps + steps))
+    assert values[decay.steps] == decay.end
+    assert values[decay.steps - 1] >= values[decay.steps]
+
+
+@given(elementary, st.integers(0, 2**31 - 1))
+def test_noise_is_seeded_bounded_and_centred(schedule, seed):
+    noisy = S.noise(schedule, ratio=0.2, seed=seed)
+    clean = schedule(STEPS)
+    normal = clean > 1e-300  # subnormal values lose the precision to show the factor
+    factor = noisy(STEPS)[normal] / clean[normal]
+    assert np.all((factor >= 0.8 - 1e-12) & (factor <= 1.2 + 1e-12))
+    assert np.array_equal(noisy(STEPS), S.noise(schedule, ratio=0.2, seed=seed)(STEPS))
+    if factor.size > 1000:
+        assert abs(factor.mean() - 1.0) < 0.02
+        assert factor.std() > 0.05
+
+
+def test_noise_seeds_differ():
+    base = S.constant(1.0)
+    assert not np.array_equal(S.noise(base, 0.1, seed=0)(STEPS), S.noise(base, 0.1, seed=1)(STEPS))
+
+
+@given(elementary, st.floats(0.1, 10.0))
+def test_scale_multiplies(schedule, ratio):
+    assert np.allclose(S.scale(schedule, ratio)(STEPS), schedule(STEPS) * ratio, rtol=1e-12)
+
+
+@given(elementary, st.floats(1e-7, 1e-3), st.floats(1e-2, 5.0))
+def test_clip_holds_within_bounds(schedule, low, high):
+    values = S.clip(schedule, min_lr=low, max_lr=high)(STEPS)
+    assert values.min() >= low and values.max() <= high
+    inside = (schedule(STEPS) >= low) & (schedule(STEPS) <= high)
+    assert np.array_equal(values[inside], schedule(STEPS)[inside])
+
+
+def test_exponential_warmup_is_geometric():
+    schedule = S.warmup(4, start_ratio=1 / 16, shape="exponential") >> S.constant(1.0)
+    assert np.allclose(schedule(np.arange(5)), [1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0])
+
+
+def test_adam_untuned_warmup_length_is_two_over_one_minus_beta2():
+    assert S.adam_warmup(0.999).steps == 2000
+    assert S.adam_warmup(0.98).steps == 100
+
+
+def test_wsd_holds_the_peak_then_cools_down():
+    schedule = S.wsd(1.0, 100, warmup_steps=10, decay_steps=20, cooldown="1-sqrt")
+    values = schedule(np.arange(101))
+    assert np.all(values[10:81] == 1.0)
+    assert values[80 + 5] == pytest.approx(1 - np.sqrt(5 / 20))
+    assert values[100] == 0.0
+
+
+def test_one_cycle_three_phase_comes_back_to_the_start_before_the_end():
+    schedule = S.one_cycle(1.0, 100, up_steps=20, three_phase=True)
+    assert schedule(0) == pytest.approx(0.04)
+    assert schedule(20) == 1.0
+    assert schedule(40) == pytest.approx(0.04)
+    assert schedule(99) == pytest.approx(4e-6)
+
+
+def test_composites_are_the_combination_of_simpler_kinds():
+    schedule = S.warmup_cosine(3e-4, 10_000, warmup_steps=500)
+    assert schedule == S.warmup(500) >> S.cosine(peak=3e-4, steps=9500)
+    assert repr(schedule) == "warmup(500) >> cosine(peak=0.0003, steps=9500)"

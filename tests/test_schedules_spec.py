@@ -1,0 +1,127 @@
+"""Spec strings: the grammar, round trips, and bad input that names what is wrong."""
+
+import math
+import re
+
+import numpy as np
+import pytest
+
+from lrkit import parse_schedule
+from lrkit import schedules as S
+
+
+def test_reads_the_documented_example():
+    schedule = parse_schedule("warmup(500) >> cosine(peak=3e-4, steps=10000, end=0)")
+    assert schedule == S.warmup(500) >> S.cosine(peak=3e-4, steps=10_000, end=0.0)
+    assert schedule(500) == 3e-4
+    assert schedule(10_500) == 0.0
+
+
+def test_positional_arguments_nesting_lists_and_composites():
+    schedule = S.parse("constant(1e-3, steps=10) >> clip(scale(multistep(0.1, [30, 60], 0.5), ratio=2), max_lr=0.15)")
+    assert schedule(0) == 1e-3
+    assert schedule(10) == 0.15 and schedule(40) == 0.1 and schedule(70) == 0.05
+    assert S.parse("wsd(peak=1e-3, steps=100, warmup_steps=10, decay_steps=20, cooldown='cosine')") == S.wsd(
+        1e-3, 100, 10, 20, cooldown="cosine"
+    )
+
+
+def test_whitespace_and_newlines_do_not_matter():
+    text = """
+        warmup(10)
+        >> cosine(peak=1e-3,
+                  steps=90)
+    """
+    assert S.parse(text) == S.parse("warmup(10)>>cosine(peak=1e-3,steps=90)")
+
+
+def test_composite_specs_print_as_their_parts():
+    assert repr(S.parse("step_decay(0.1, 30)")) == "exponential(peak=0.1, decay_ratio=0.1, decay_steps=30, staircase=True)"
+    assert repr(S.parse("adam_warmup(0.999) >> constant(1e-3)")) == "warmup(2000) >> constant(0.001)"
+
+
+def test_parse_is_not_eval():
+    for text in ("__import__('os').system('true')", "cosine.__class__", "(lambda: 1)()", "[x for x in ()]"):
+        with pytest.raises(ValueError, match="spec"):
+            S.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty string"),
+        ("cosine(peak=1e-3, steps=100", "malformed"),
+        ("cosnie(peak=1e-3, steps=100)", "unknown schedule 'cosnie'; known: adam_warmup"),
+        ("cosine(peak=1e-3)", "missing 1 required positional argument: 'steps'"),
+        ("cosine(peak=1e-3, steps=100, alpha=0.1)", "unexpected keyword argument 'alpha'; its arguments are peak, steps, end, exponent"),
+        ("cosine(peak=1e-3, steps=100) + 1", re.escape("'cosine(peak=1e-3, steps=100) + 1' is not allowed")),
+        ("warmup(5, shape=linear) >> constant(1.0)", "unknown value 'linear'; strings need quotes"),
+        ("cosine(peak=1e-3, steps=100) >> 3", "'>>' joins schedules"),
+        ("1e-3", "must describe a schedule"),
+        ("cosine(**{'peak': 1})", "'\\*' and '\\*\\*' are not allowed"),
+    ],
+)
+def test_malformed_specs_say_what_is_wrong(text, message):
+    with pytest.raises(ValueError, match=message):
+        S.parse(text)
+
+
+def test_spec_must_be_a_string():
+    with pytest.raises(TypeError, match="spec must be a string, got 3"):
+        S.parse(3)
+
+
+@pytest.mark.parametrize(
+    ("build", "error", "message"),
+    [
+        (lambda: S.cosine(peak=1e-3, steps=0), ValueError, "cosine: steps must be >= 1, got 0"),
+        (lambda: S.cosine(peak=1e-3, steps=-5), ValueError, "steps must be >= 1, got -5"),
+        (lambda: S.cosine(peak=1e-3, steps=10.0), TypeError, "steps must be an integer, got 10.0"),
+        (lambda: S.cosine(peak=math.nan, steps=10), ValueError, "peak must be a number, got NaN"),
+        (lambda: S.cosine(peak=-1e-3, steps=10), ValueError, "peak must be > 0, got -0.001"),
+        (lambda: S.cosine(peak=1e-3, steps=10, end=1e-2), ValueError, "end must be <= peak"),
+        (lambda: S.linear(start=1.0, end=-1.0, steps=10), ValueError, "end must be >= 0, got -1.0"),
+        (lambda: S.constant(math.inf), ValueError, "peak must be finite"),
+        (lambda: S.exponential(1.0, decay_ratio=1.5), ValueError, r"decay_ratio must be in \(0, 1\], got 1.5"),
+        (lambda: S.multistep(1.0, [30, 10]), ValueError, "milestones must be strictly increasing, got \\[30, 10\\]"),
+        (lambda: S.cyclic(1e-3, 1e-2, 10, mode="sawtooth"), ValueError, "mode must be one of 'triangular'"),
+        (lambda: S.cyclic(1e-3, 1e-2, 10, decay_ratio=0.9), ValueError, "decay_ratio only applies to mode='exp_range'"),
+        (lambda: S.cyclic(1e-2, 1e-3, 10), ValueError, "min_lr must be <= max_lr"),
+        (lambda: S.warmup(10, start_ratio=0.0, shape="exponential"), ValueError, r"start_ratio must be in \(0, 1\)"),
+        (lambda: S.warmup(10, shape="quadratic"), ValueError, "shape must be one of 'linear', 'cosine', 'exponential'"),
+        (lambda: S.warmup_cosine(1e-3, 100, warmup_steps=100), ValueError, "warmup_steps must be < steps, got warmup_steps=100 >= steps=100"),
+        (lambda: S.wsd(1e-3, 100, warmup_steps=60, decay_steps=50), ValueError, "warmup_steps \\+ decay_steps must be <= steps"),
+        (lambda: S.wsd(1e-3, 100, 10, 20, cooldown="step"), ValueError, "cooldown must be one of 'linear', 'cosine', '1-sqrt'"),
+        (lambda: S.one_cycle(1e-3, 100, up_steps=60, three_phase=True), ValueError, "up_steps must leave room"),
+        (lambda: S.adam_warmup(1.0), ValueError, r"beta2 must be in \(0, 1\)"),
+        (lambda: S.clip(S.constant(1.0)), ValueError, "clip needs min_lr, max_lr or both"),
+        (lambda: S.clip(S.constant(1.0), min_lr=2.0, max_lr=1.0), ValueError, "min_lr must be < max_lr"),
+        (lambda: S.scale(0.5, ratio=2.0), TypeError, "schedule must be a schedule, got 0.5"),
+        (lambda: S.noise(S.constant(1.0), ratio=1.0), ValueError, r"ratio must be in \[0, 1\)"),
+        (lambda: S.exponential(1.0, 0.5) >> S.constant(1.0), ValueError, "has no length, so nothing can follow it"),
+        (lambda: S.Plateau(patience=-1), ValueError, "patience must be >= 0, got -1"),
+        (lambda: S.Plateau(mode="lowest"), ValueError, "mode must be one of 'min', 'max'"),
+    ],
+)
+def test_bad_arguments_raise_naming_the_argument(build, error, message):
+    with pytest.raises(error, match=message):
+        build()
+
+
+def test_bad_steps_are_refused():
+    schedule = S.cosine(peak=1.0, steps=10)
+    with pytest.raises(ValueError, match="step must be >= 0, got -1"):
+        schedule(-1)
+    with pytest.raises(ValueError, match="steps must be >= 0, got -3"):
+        schedule(np.array([0, -3]))
+    with pytest.raises(TypeError, match="steps must be an array of integers, got dtype float64"):
+        schedule(np.array([0.5]))
+    with pytest.raises(TypeError, match="step must be an int"):
+        schedule("3")
+
+
+def test_a_warmup_needs_a_phase_after_it():
+    with pytest.raises(ValueError, match="rises to the phase after it"):
+        S.warmup(10)(3)
+    with pytest.raises(ValueError, match="rises to the phase after it"):
+        (S.constant(1.0, steps=5) >> S.warmup(10))(3)
