@@ -1,0 +1,1 @@
+"""Benchmarks: measured claims, each writing its latest results to benchmarks/results/."""

@@ -1,0 +1,139 @@
+"""``lrkit find``: run an LR range test on a built-in task or on the user's own training setup."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from lrkit.cli.output import writable_folder
+from lrkit.report import write_report
+from lrkit.torch.finder import FinderResult, find_lr, find_task_lr
+
+
+def load_entry(spec: str) -> tuple[Any, Any, Any, Any]:
+    """Call ``module:function`` and return its (model, optimizer, loss_fn, train_loader)."""
+    module_name, _, function_name = spec.partition(":")
+    if not module_name or not function_name:
+        raise ValueError(f"--entry must look like module:function, got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"--entry {spec!r}: cannot import {module_name!r} ({error})") from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise ValueError(f"--entry {spec!r}: {module_name} has no function {function_name!r}")
+    made = function()
+    if not isinstance(made, tuple | list) or len(made) != 4:
+        raise ValueError(
+            f"--entry {spec!r} must return (model, optimizer, loss_fn, train_loader), got {type(made).__name__}"
+        )
+    return tuple(made)
+
+
+@click.command()
+@click.option(
+    "--task",
+    default=None,
+    help="Built-in task (see `lrkit tasks`); the test costs --budget of a full run.",
+)
+@click.option(
+    "--entry",
+    default=None,
+    help="module:function returning (model, optimizer, loss_fn, train_loader).",
+)
+@click.option(
+    "--min-lr", default=1e-7, show_default=True, type=float, help="Lowest LR of the sweep."
+)
+@click.option(
+    "--max-lr", default=10.0, show_default=True, type=float, help="Highest LR of the sweep."
+)
+@click.option(
+    "--steps",
+    default=None,
+    type=int,
+    help="Optimizer steps [default: 100, or --budget of a task's run].",
+)
+@click.option(
+    "--budget",
+    default=0.1,
+    show_default=True,
+    type=float,
+    help="With --task: fraction of a full run.",
+)
+@click.option(
+    "--sweep",
+    default="exponential",
+    show_default=True,
+    type=click.Choice(["exponential", "linear"]),
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the test.")
+@click.option(
+    "--out",
+    default="lrkit-find",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Output folder.",
+)
+def command(
+    task: str | None,
+    entry: str | None,
+    min_lr: float,
+    max_lr: float,
+    steps: int | None,
+    budget: float,
+    sweep: str,
+    seed: int,
+    out: str,
+) -> None:
+    """Sweep the LR upwards, suggest the rate to train with, write range_test.png and range_test.csv."""
+    if (task is None) == (entry is None):
+        raise click.UsageError("give exactly one of --task NAME or --entry module:function")
+    folder = writable_folder(out)
+    options: dict[str, Any] = {"min_lr": min_lr, "max_lr": max_lr, "sweep": sweep, "seed": seed}
+    if steps is not None:
+        options["steps"] = steps
+    console = Console(width=max(Console().width, 100))
+    with console.status("running the LR range test..."):
+        if task is not None:
+            result = find_task_lr(task, budget=budget, **options)
+        else:
+            result = find_lr(*load_entry(entry), **options)
+    console.print(summary(result, task or entry))
+    png, csv_path = folder / "range_test.png", folder / "range_test.csv"
+    result.plot(path=png)
+    result.trace.save(csv_path)
+    html = write_report(
+        folder / "range_test.html", finder=result, title=f"lrkit find: {task or entry}"
+    )
+    console.print(f"wrote {png}, {csv_path} and {html}")
+
+
+def summary(result: FinderResult, name: str) -> Table:
+    """The result as a small table: the suggestion, the range, the edge and why."""
+    table = Table(title=f"LR range test: {name}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    if result.lr is None:
+        table.add_row("suggested lr", "[red]none[/]")
+        table.add_row("why", result.reason)
+    else:
+        table.add_row("suggested lr", f"[green]{result.lr:.3g}[/]")
+        if result.group_lrs is not None and len(result.group_lrs) > 1:
+            table.add_row("per param group", ", ".join(f"{lr:.3g}" for lr in result.group_lrs))
+        table.add_row("good range", f"{result.range[0]:.3g} .. {result.range[1]:.3g}")
+        stable = (
+            "not reached (raise --max-lr to see it)"
+            if result.max_stable_lr is None
+            else f"{result.max_stable_lr:.3g}"
+        )
+        table.add_row("max stable lr", stable)
+        table.add_row("evidence", result.reason)
+    table.add_row("steps", f"{result.steps} ({result.stopped})")
+    full = result.meta.get("full_run_steps")
+    if full:
+        table.add_row("cost", f"{result.steps / full:.0%} of one full run ({full} steps)")
+    return table

@@ -1,0 +1,86 @@
+"""``lrkit find``: a range test from the command line, on a built-in task or the user's own setup."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from lrkit.cli.app import main
+from lrkit.trace import Trace
+
+ENTRY = """
+import torch
+from torch import nn
+
+def make():
+    torch.manual_seed(0)
+    x = torch.randn(128, 4)
+    y = (x.sum(1, keepdim=True) > 0).float()
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    batches = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 128, 16)]
+    return model, torch.optim.SGD(model.parameters(), lr=0.1), nn.BCEWithLogitsLoss(), batches
+
+def broken():
+    return "not a setup"
+"""
+
+
+def test_find_on_a_task_writes_the_plot_and_the_curve(tmp_path: Path, capsys):
+    assert main(["find", "--task", "cancer-logreg", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "suggested lr" in out and "of one full run (400 steps)" in out
+    trace = Trace.load(tmp_path / "range_test.csv")
+    assert len(trace) == 40 and trace.meta["task"] == "cancer-logreg"
+    assert (tmp_path / "range_test.png").stat().st_size > 1000
+
+
+def test_find_with_a_user_entry(tmp_path: Path, capsys, monkeypatch):
+    (tmp_path / "my_setup.py").write_text(textwrap.dedent(ENTRY))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code = main(
+        [
+            "find",
+            "--entry",
+            "my_setup:make",
+            "--steps",
+            "30",
+            "--min-lr",
+            "1e-4",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    assert len(Trace.load(tmp_path / "o" / "range_test.csv")) <= 30
+    sys.modules.pop("my_setup", None)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["find"], "give exactly one of --task NAME or --entry module:function"),
+        (["find", "--task", "nope"], "unknown task 'nope'"),
+        (
+            ["find", "--task", "cancer-logreg", "--min-lr", "1", "--max-lr", "0.1"],
+            "min_lr must be < max_lr",
+        ),
+        (["find", "--task", "cancer-logreg", "--budget", "0"], "budget must be in (0, 1]"),
+        (["find", "--entry", "nocolon"], "--entry must look like module:function, got 'nocolon'"),
+        (["find", "--entry", "no_such_module_xyz:make"], "cannot import 'no_such_module_xyz'"),
+        (["find", "--entry", "my_setup:missing"], "my_setup has no function 'missing'"),
+        (
+            ["find", "--entry", "my_setup:broken"],
+            "must return (model, optimizer, loss_fn, train_loader), got str",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path: Path, capsys, monkeypatch):
+    (tmp_path / "my_setup.py").write_text(textwrap.dedent(ENTRY))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main([*args, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("lrkit: error:") and message in err
+    sys.modules.pop("my_setup", None)
