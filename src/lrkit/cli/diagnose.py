@@ -1,0 +1,69 @@
+"""``lrkit diagnose LOGFILE``: read a training log, judge its learning rate, say what to do."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from lrkit.diagnosis import diagnose
+from lrkit.logs import FORMATS, read_log
+
+
+@click.command()
+@click.argument("logfile", type=click.Path(exists=True, dir_okay=True, path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print the diagnosis as one JSON object.")
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Write the figure to this PNG.",
+)
+@click.option(
+    "--format",
+    "log_format",
+    type=click.Choice(FORMATS),
+    help="Log format (default: from name and content).",
+)
+@click.option("--step", "step_column", help="Column (or TensorBoard tag) holding the step.")
+@click.option("--loss", "loss_column", help="Column holding the training loss.")
+@click.option("--lr", "lr_column", help="Column holding the learning rate.")
+@click.option("--val-loss", "val_column", help="Column holding the validation loss.")
+def command(
+    logfile: str,
+    as_json: bool,
+    plot_path: str | None,
+    log_format: str | None,
+    step_column: str | None,
+    loss_column: str | None,
+    lr_column: str | None,
+    val_column: str | None,
+) -> None:
+    """Diagnose the learning rate from a training log (CSV, JSON lines, TensorBoard, Lightning)."""
+    trace = read_log(
+        logfile,
+        format=log_format,
+        step=step_column,
+        loss=loss_column,
+        lr=lr_column,
+        val_loss=val_column,
+    )
+    try:
+        result = diagnose(trace)
+    except ValueError as error:
+        raise ValueError(f"{trace.meta.get('source', logfile)}: {error}") from None
+    if plot_path:
+        from lrkit.plots import save_figure
+
+        save_figure(result.plot(), plot_path)
+    if as_json:
+        click.echo(
+            json.dumps({"file": trace.meta.get("source", logfile), **result.to_dict()}, indent=2)
+        )
+        return
+    click.echo(f"{result.verdict} (confidence {result.confidence:.2f})")
+    for reason in result.reasons:
+        click.echo(f"  - {reason}")
+    click.echo(f"action: {result.action}")
+    if plot_path:
+        click.echo(f"figure: {plot_path}")

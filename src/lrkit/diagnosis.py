@@ -1,0 +1,552 @@
+"""Diagnosis of a training curve: was the learning rate too high, too low, or about right?
+
+Pure NumPy. Every measure is a ratio of loss differences (or, for positive losses, of losses), so
+multiplying the loss by a constant never changes the verdict, and positions are fractions of the
+run, so logging more or fewer steps does not either. The rules, in order:
+
+- ``diverged``: a non-finite loss, or the loss blew up far above where it began and stayed there;
+- ``too_high``: the loss rose from its best, spiked, oscillated, or was so noisy that the noise
+  swamps the progress;
+- ``too_low``: still falling steadily at the end (at the pace of the last part, another run as long
+  would gain a good share of what this one gained);
+- ``plateau``: stalled early, having gained little;
+- ``healthy``: none of these.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lrkit.trace import Trace
+
+VERDICTS = ("diverged", "too_high", "too_low", "plateau", "healthy")
+MIN_POINTS = 8
+
+# Thresholds, each a ratio with a meaning (see the module docstring and docs/diagnose.md).
+BLOWUP = 2.0  # diverged: the end sits this many "progress units" above the start
+LATE_RISE = 0.25  # too_high: the end sits this share of the progress above the best point
+NOISE_TO_PROGRESS = 0.6  # too_high: per-step noise (late half) over the progress made
+SPIKES = 3  # too_high: this many spikes, or one bigger than the whole progress
+SPIKE_SIGMAS = 6.0  # a spike stands this many noise sigmas above the trend ...
+SPIKE_SHARE = 0.3  # ... and this share of the progress above it
+OSCILLATION = 0.5  # too_high: lag-1 anti-correlation of the residuals, when the noise is large
+EARLY_RISE = 0.5  # too_high: early on the loss rose this share of the progress above its start
+TREND = 0.25  # too_low: another run at the late pace would gain this share of the progress
+FLAT = 8.0  # plateau: the smoothed curve moved less than this many of its standard errors
+HALF_TIME = 0.2  # too_low: making half the progress took this share of the run, or more
+TREND_Z = 2.0  # ... and the late slope is this many standard errors from flat
+PLATEAU_GAIN = 0.1  # plateau: a positive loss that fell less than this fraction of its start
+_LATE = 0.3  # the late window is the last 30% of the run (or of the time at high LR)
+_MAX_POINTS = 2000  # longer curves are reduced to bin medians first
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The numbers a verdict rests on; steps are the trace's own, ratios are in progress units."""
+
+    points: int
+    start: float  # loss at the start (the first point, or the smoothed start if lower)
+    best: float  # lowest smoothed loss
+    best_step: int
+    end: float  # median loss over the last 10%
+    progress: float  # start - best, the unit of the ratios below
+    noise: float  # robust per-step noise around the smoothed curve, over the late half
+    movement: float  # range of the curve smoothed over 10% of the run, in its standard errors
+    gain: float  # (start - end) / start for positive losses, else NaN
+    trend: float  # loss the late pace would still gain over another run, per unit of progress
+    trend_z: float  # the late slope in standard errors (>= 2: the fall is real, not noise)
+    half_time: float  # share of the run spent making half of its progress (start to end)
+    late_rise: float  # (end - best) / progress
+    early_rise: float  # highest loss in the first 30%, above the start, per unit of progress
+    noise_to_progress: float  # robust per-step noise (late half) / (start - end), the progress kept
+    oscillation: float  # step-to-step swinging: about 0 for noise, 1 for a zig-zag
+    spike_count: int
+    spike_steps: tuple[int, ...]
+    spike_height: float  # the highest spike above the trend, per unit of progress (0 without one)
+    nonfinite_count: int
+    first_nonfinite_step: int | None
+    lr_peak: float  # highest LR in the trace (NaN when the log has none)
+    lr_end_ratio: float  # last LR / peak
+    warmup: bool  # the LR rose over the first steps
+    trend_until_step: int  # where the trend window ends (earlier than the end when the LR decayed)
+    val_late_rise: float  # like late_rise, for the validation loss (NaN without one)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: _plain(value) for key, value in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """A verdict on a training curve, how sure it is, the evidence in numbers and what to do."""
+
+    verdict: str
+    confidence: float
+    evidence: Evidence
+    action: str
+    reasons: tuple[str, ...]
+    trace: Trace | None = field(default=None, repr=False, compare=False)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.verdict} (confidence {self.confidence:.2f}): "
+            + "; ".join(self.reasons)
+            + f". {self.action}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "confidence": round(self.confidence, 3),
+            "action": self.action,
+            "reasons": list(self.reasons),
+            "evidence": self.evidence.to_dict(),
+        }
+
+    def plot(self, ax: Any = None) -> Any:
+        """The curve with what the verdict rests on marked (see :func:`lrkit.plots.plot_diagnosis`)."""
+        from lrkit.plots import plot_diagnosis
+
+        if self.trace is None:
+            raise ValueError("this Diagnosis holds no trace to plot; make it with diagnose(trace)")
+        return plot_diagnosis(self.trace, self, ax=ax)
+
+
+def diagnose(trace: Trace) -> Diagnosis:
+    """Judge the learning rate from a training Trace (loss per step; LR and val_loss when logged)."""
+    if not isinstance(trace, Trace):
+        raise TypeError(f"trace must be a Trace, got {type(trace).__name__}")
+    if len(trace) < MIN_POINTS:
+        raise ValueError(
+            f"too few points: the trace has {len(trace)}, diagnose needs at least {MIN_POINTS}"
+        )
+    back = np.flatnonzero(np.diff(trace.step) <= 0)
+    if len(back):
+        i = int(back[0])
+        raise ValueError(
+            f"trace steps must increase; step {trace.step[i + 1]} follows {trace.step[i]}"
+        )
+    bad = np.flatnonzero(~np.isfinite(trace.loss))
+    cut = int(bad[0]) if len(bad) else len(trace)
+    if cut < MIN_POINTS and len(bad):
+        evidence = _nonfinite_only(trace, bad)
+    else:
+        evidence = _measure(trace.select(slice(0, cut)), trace, bad)
+    verdict, confidence, reasons = _judge(evidence)
+    return Diagnosis(
+        verdict, confidence, evidence, _action(verdict, evidence), tuple(reasons), trace
+    )
+
+
+# --- measuring ------------------------------------------------------------------------------------
+
+
+def smooth(values: np.ndarray, share: float = 0.04) -> np.ndarray:
+    """A rolling median over ``share`` of the points (odd window, at least 3), shrinking at the ends."""
+    n = len(values)
+    half = max(1, round(share / 2 * n))
+    padded = np.concatenate([np.full(half, np.nan), values, np.full(half, np.nan)])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)
+    return np.nanmedian(windows, axis=1)
+
+
+def smooth_curve(x: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The curve ``diagnose`` judges: a long one reduced to bin medians, then :func:`smooth`ed."""
+    x_small, loss_small = _reduce(np.asarray(x, dtype=float), np.asarray(loss, dtype=float))
+    return x_small, smooth(loss_small)
+
+
+def _reduce(t: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``_MAX_POINTS`` points: medians of equal bins of a long curve."""
+    if len(loss) <= _MAX_POINTS:
+        return t, loss
+    edges = np.linspace(0, len(loss), _MAX_POINTS + 1).astype(int)
+    return (
+        np.array([t[a:b].mean() for a, b in zip(edges[:-1], edges[1:], strict=True)]),
+        np.array([np.median(loss[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True)]),
+    )
+
+
+def _measure(trace: Trace, whole: Trace, bad: np.ndarray) -> Evidence:
+    step, loss = trace.step.astype(float), trace.loss
+    n = len(loss)
+    span = max(step[-1] - step[0], 1.0)
+    t = (step - step[0]) / span
+    t_small, loss_small = _reduce(t, loss)
+    trend_line = smooth(loss_small)
+    residual = loss - np.interp(t, t_small, trend_line)
+
+    # the first loss, or the smoothed start where noise makes one point unreliable; never an
+    # early blow-up's level
+    start = float(min(loss[0], trend_line[0]))
+    tail = max(3, n // 10)
+    end = float(np.median(loss[-tail:]))
+    best_index = int(np.argmin(trend_line))
+    best = float(min(trend_line[best_index], end))
+    late_half = t >= 0.5
+    sigma = _noise(loss[late_half])
+    progress = start - best
+    unit = max(progress, sigma, _tiny(start))
+
+    spikes = _spikes(residual, sigma, unit)
+    early = t_small <= 0.3
+    early_line = smooth(loss_small[early]) if early.sum() >= 3 else loss_small[early]
+    early_rise = (float(np.max(early_line)) - min(loss[0], early_line[0])) / unit
+    lr = whole.lr
+    lr_known = np.isfinite(lr).any()
+    lr_peak = float(np.nanmax(lr)) if lr_known else math.nan
+    finite_lr = lr[np.isfinite(lr)]
+    lr_end_ratio = float(finite_lr[-1] / lr_peak) if lr_known and lr_peak > 0 else math.nan
+    warmup = bool(lr_known and len(finite_lr) > 2 and finite_lr[0] < 0.5 * lr_peak)
+    window_end = _trend_window_end(t, trace.lr)
+    trend, trend_z = _trend(t, t_small, trend_line, window_end, start, sigma)
+
+    return Evidence(
+        points=len(whole),
+        start=start,
+        best=best,
+        best_step=int(np.interp(t_small[best_index], t, step)),
+        end=end,
+        progress=progress,
+        noise=sigma,
+        movement=_movement(loss_small, sigma * math.sqrt(len(loss_small) / n), start),
+        gain=(start - end) / start if start > 0 and np.all(loss > 0) else math.nan,
+        trend=trend,
+        trend_z=trend_z,
+        half_time=_half_time(t_small, trend_line, start, end, _warm_until(t, trace.lr)),
+        late_rise=(end - best) / unit,
+        early_rise=early_rise,
+        noise_to_progress=sigma / (start - end) if start > end else math.inf,
+        oscillation=_oscillation(loss[late_half]),
+        spike_count=len(spikes),
+        spike_steps=tuple(int(trace.step[i]) for i in spikes),
+        spike_height=float(max(residual[spikes], default=0.0)) / unit,
+        nonfinite_count=len(bad),
+        first_nonfinite_step=int(whole.step[bad[0]]) if len(bad) else None,
+        lr_peak=lr_peak,
+        lr_end_ratio=lr_end_ratio,
+        warmup=warmup,
+        trend_until_step=int(step[0] + window_end * span),
+        val_late_rise=_val_late_rise(whole.val_loss),
+    )
+
+
+def _nonfinite_only(trace: Trace, bad: np.ndarray) -> Evidence:
+    loss = trace.loss[np.isfinite(trace.loss)]
+    start = float(loss[0]) if len(loss) else math.nan
+    lr = trace.lr
+    lr_peak = float(np.nanmax(lr)) if np.isfinite(lr).any() else math.nan
+    nan = math.nan
+    return Evidence(
+        points=len(trace),
+        start=start,
+        best=nan,
+        best_step=int(trace.step[0]),
+        end=nan,
+        progress=nan,
+        noise=nan,
+        movement=nan,
+        gain=nan,
+        trend=nan,
+        trend_z=nan,
+        half_time=nan,
+        late_rise=nan,
+        early_rise=nan,
+        noise_to_progress=nan,
+        oscillation=nan,
+        spike_count=0,
+        spike_steps=(),
+        spike_height=nan,
+        nonfinite_count=len(bad),
+        first_nonfinite_step=int(trace.step[bad[0]]),
+        lr_peak=lr_peak,
+        lr_end_ratio=nan,
+        warmup=False,
+        trend_until_step=int(trace.step[-1]),
+        val_late_rise=nan,
+    )
+
+
+def _movement(values: np.ndarray, sigma: float, start: float) -> float:
+    """How far the curve moved at all: the range of a rolling median over 10% of the points, over
+    the standard error of such a median (1.25 sigma / sqrt(window)). Noise alone gives 3 to 6."""
+    window = 2 * max(1, round(0.05 * len(values))) + 1
+    line = smooth(values, 0.1)
+    return float(np.ptp(line)) / max(1.25 * sigma / math.sqrt(window), _tiny(start))
+
+
+def _noise(values: np.ndarray) -> float:
+    """Robust per-point noise from the median step-to-step change (a slow trend barely adds to it;
+    a zig-zag counts in full). For Gaussian noise this is its standard deviation."""
+    if len(values) < 3:
+        return 0.0
+    return 1.4826 * float(np.median(np.abs(np.diff(values)))) / math.sqrt(2)
+
+
+def _spikes(residual: np.ndarray, sigma: float, unit: float) -> list[int]:
+    """Index of the highest point of each run of points far above the trend that lasts: an
+    unstable step damages the weights, so the loss after it stays high too, while one bad batch
+    leaves the next loss alone."""
+    threshold = max(SPIKE_SIGMAS * sigma, SPIKE_SHARE * unit)
+    above = residual > threshold
+    above[0] = False  # the first loss is where the run starts, above a steep trend or not
+    peaks, index = [], 0
+    while index < len(above):
+        if above[index]:
+            stop = index
+            while stop + 1 < len(above) and above[stop + 1]:
+                stop += 1
+            lasting = stop > index or (stop + 1 < len(above) and residual[stop + 1] > threshold / 2)
+            if lasting:
+                peaks.append(index + int(np.argmax(residual[index : stop + 1])))
+            index = stop + 1
+        else:
+            index += 1
+    return peaks
+
+
+def _oscillation(values: np.ndarray) -> float:
+    """How much the loss swings up and down from one step to the next, from the lag-1
+    autocorrelation r of its step-to-step changes: 1 - 2(1 + r) is about 0 for white noise
+    (r = -1/2), 1 for a zig-zag (r = -1) and negative for a smooth drift."""
+    changes = np.diff(values)
+    changes = changes - changes.mean()
+    denominator = float(np.dot(changes, changes))
+    if len(changes) < 4 or denominator == 0:
+        return 0.0
+    r = float(np.dot(changes[1:], changes[:-1])) / denominator
+    return 1 - 2 * (1 + r)
+
+
+def _trend_window_end(t: np.ndarray, lr: np.ndarray) -> float:
+    """Where the trend is judged: the end, or when a decaying LR last stood at half its peak."""
+    if not np.isfinite(lr).any():
+        return 1.0
+    peak = np.nanmax(lr)
+    high = np.flatnonzero(lr >= 0.5 * peak)
+    return float(max(t[high[-1]], 2 * _LATE)) if len(high) else 1.0
+
+
+def _trend(
+    t_raw: np.ndarray,
+    t: np.ndarray,
+    line: np.ndarray,
+    window_end: float,
+    start: float,
+    sigma: float,
+) -> tuple[float, float]:
+    """Loss a further run as long would gain at the pace of its last 30%, per unit gained so far,
+    and that pace in standard errors of a line fitted to the raw points.
+
+    The run is taken to end at ``window_end`` (where a decaying LR fell to half its peak)."""
+    window = (t >= window_end * (1 - _LATE)) & (t <= window_end)
+    if window.sum() < 3:
+        return 0.0, 0.0
+    slope = float(np.polyfit(t[window], line[window], 1)[0])
+    reached = float(np.interp(window_end, t, line))
+    raw = t_raw[(t_raw >= window_end * (1 - _LATE)) & (t_raw <= window_end)]
+    error = sigma / math.sqrt(max(float(np.sum((raw - raw.mean()) ** 2)), 1e-300))
+    trend_z = -slope / error if error > 0 else math.inf * -np.sign(slope)
+    return -slope * window_end / max(start - reached, sigma, _tiny(start)), float(trend_z)
+
+
+def _warm_until(t: np.ndarray, lr: np.ndarray) -> float:
+    """Where a warmup first brought the LR to half its peak (0 without an LR column)."""
+    if not np.isfinite(lr).any():
+        return 0.0
+    reached = np.flatnonzero(lr >= 0.5 * np.nanmax(lr))
+    return float(min(t[reached[0]], 0.5))
+
+
+def _half_time(t: np.ndarray, line: np.ndarray, start: float, end: float, t0: float) -> float:
+    """When the smoothed curve first got halfway from its start to its end, as a share of the run
+    after ``t0`` (the warmup, which does not count against the LR)."""
+    if end >= start:
+        return math.nan
+    below = np.flatnonzero(line <= start - 0.5 * (start - end))
+    return float(max(t[below[0]] - t0, 0.0) / (1 - t0)) if len(below) else math.nan
+
+
+def _val_late_rise(val: np.ndarray | None) -> float:
+    if val is None:
+        return math.nan
+    values = val[np.isfinite(val)]
+    if len(values) < 3:
+        return math.nan
+    progress = values[0] - values.min()
+    return float((values[-1] - values.min()) / progress) if progress > 0 else math.nan
+
+
+# --- judging --------------------------------------------------------------------------------------
+
+
+def _judge(e: Evidence) -> tuple[str, float, list[str]]:
+    """The first rule that fires gives the verdict; confidence grows with its margin."""
+    if e.nonfinite_count:
+        return (
+            "diverged",
+            1.0,
+            [
+                f"loss is not finite at {e.nonfinite_count} step(s), first at step {e.first_nonfinite_step}"
+            ],
+        )
+    blowup = (e.end - e.start) / max(e.progress, 3 * e.noise, _tiny(e.start))
+    if blowup >= BLOWUP:
+        return (
+            "diverged",
+            _margin(blowup, BLOWUP),
+            [f"the loss blew up: it ends at {e.end:.4g}, far above its start {e.start:.4g}"],
+        )
+    high = []
+    if e.spike_count >= SPIKES or e.spike_height >= 1:
+        high.append(
+            (
+                max(
+                    _margin(e.spike_count, SPIKES) if e.spike_count >= SPIKES else 0.5,
+                    _margin(e.spike_height, 1.0) if e.spike_height >= 1 else 0.5,
+                ),
+                f"{e.spike_count} loss spike(s) (steps {_steps(e.spike_steps)}), the highest "
+                f"{e.spike_height:.2f}x the progress above the trend",
+            )
+        )
+    flat = e.movement < FLAT
+    if flat and not high:
+        return (
+            "plateau",
+            _margin(FLAT, max(e.movement, 1e-3)),
+            [f"the loss did not move beyond its noise (movement {e.movement:.1f} standard errors)"],
+        )
+    if e.late_rise >= LATE_RISE:
+        high.append(
+            (
+                _margin(e.late_rise, LATE_RISE),
+                f"the loss rose from its best {e.best:.4g} (step {e.best_step}) to {e.end:.4g} at the end",
+            )
+        )
+    if e.noise_to_progress >= NOISE_TO_PROGRESS:
+        high.append(
+            (
+                _margin(e.noise_to_progress, NOISE_TO_PROGRESS),
+                f"noise swamps progress (noise-to-progress {e.noise_to_progress:.2f})",
+            )
+        )
+    if e.oscillation >= OSCILLATION and e.noise_to_progress >= NOISE_TO_PROGRESS / 4:
+        high.append(
+            (
+                _margin(e.oscillation, OSCILLATION),
+                f"the loss oscillates step to step (anti-correlation {e.oscillation:.2f})",
+            )
+        )
+    if e.early_rise >= EARLY_RISE:
+        high.append(
+            (
+                _margin(e.early_rise, EARLY_RISE),
+                f"the loss first rose {e.early_rise:.2f}x the progress above its start",
+            )
+        )
+    if high:
+        confidence = max(score for score, _ in high)
+        return "too_high", confidence, [reason for _, reason in high]
+    slow = []
+    if e.trend >= TREND and e.trend_z >= TREND_Z:
+        slow.append(
+            (
+                _margin(e.trend, TREND),
+                f"still falling steadily (trend {e.trend:.2f}: at the late pace another run would "
+                f"gain {e.trend:.0%} of the progress so far)",
+            )
+        )
+    if e.half_time >= HALF_TIME:
+        slow.append(
+            (
+                _margin(e.half_time, HALF_TIME),
+                f"slow from the start: half of the progress took {e.half_time:.0%} of the run",
+            )
+        )
+    if slow:
+        return "too_low", max(score for score, _ in slow), [reason for _, reason in slow]
+    if e.gain < PLATEAU_GAIN:
+        return (
+            "plateau",
+            _margin(PLATEAU_GAIN, max(e.gain, 1e-3)),
+            [
+                f"the loss stalled at {e.end:.4g} having fallen only {max(e.gain, 0):.0%} from {e.start:.4g}"
+            ],
+        )
+    closest = min(
+        LATE_RISE / max(e.late_rise, 1e-3),
+        NOISE_TO_PROGRESS / max(e.noise_to_progress, 1e-3),
+        TREND / max(e.trend, 1e-3),
+        EARLY_RISE / max(e.early_rise, 1e-3),
+        HALF_TIME / max(e.half_time, 1e-3) if math.isfinite(e.half_time) else math.inf,
+    )
+    return (
+        "healthy",
+        _margin(closest, 1.0),
+        [
+            f"fell from {e.start:.4g} to {e.end:.4g}, half of it in the first {e.half_time:.0%} of "
+            f"the run, and levelled off (trend {e.trend:.2f}, noise-to-progress "
+            f"{e.noise_to_progress:.2f}, {e.spike_count} spikes)"
+        ],
+    )
+
+
+def _action(verdict: str, e: Evidence) -> str:
+    lr = e.lr_peak if math.isfinite(e.lr_peak) and e.lr_peak > 0 else None
+
+    def change(direction: str, factor: float) -> str:
+        target = f", to ~{(lr / factor if direction == 'lower' else lr * factor):.1g}" if lr else ""
+        return f"{direction} the LR about {factor:g}x{target}"
+
+    if verdict == "diverged":
+        extra = "" if e.warmup else "; add warmup"
+        return change("lower", 10) + extra + "; clip gradients if it persists"
+    if verdict == "too_high":
+        factor = 10 if e.late_rise >= 1 or e.noise_to_progress >= 2 * NOISE_TO_PROGRESS else 3
+        advice = [change("lower", factor)]
+        if e.early_rise >= EARLY_RISE and not e.warmup:
+            advice.append("add warmup")
+        if e.late_rise >= LATE_RISE and (math.isnan(e.lr_end_ratio) or e.lr_end_ratio > 0.5):
+            advice.append("add a decay")
+        return "; ".join(advice)
+    if verdict == "too_low":
+        far = e.trend >= 4 * TREND or e.half_time >= 2.5 * HALF_TIME
+        return change("raise", 10 if far else 3)
+    if verdict == "plateau":
+        return (
+            change("raise", 3)
+            + ", or add warmup then a decay; if it still stalls, check the model and data"
+        )
+    if (
+        math.isfinite(e.lr_end_ratio)
+        and e.lr_end_ratio > 0.5
+        and e.noise_to_progress > NOISE_TO_PROGRESS / 6
+    ):
+        return "keep the LR; add a decay to settle the noise at the end"
+    return "keep the LR"
+
+
+def _margin(value: float, threshold: float) -> float:
+    """0.5 at the threshold, towards 1 as ``value`` moves past it (on a log scale)."""
+    ratio = max(value, 1e-12) / max(threshold, 1e-12)
+    return round(0.5 + 0.5 * math.tanh(abs(math.log(ratio))), 3)
+
+
+def _tiny(value: float) -> float:
+    return 1e-12 * max(abs(value), 1e-300)
+
+
+def _steps(steps: tuple[int, ...]) -> str:
+    shown = ", ".join(str(step) for step in steps[:5])
+    return shown + (f", +{len(steps) - 5} more" if len(steps) > 5 else "")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, tuple):
+        return list(value)
+    return value

@@ -1,0 +1,82 @@
+"""The figure behind a Diagnosis: the curve, its smoothed trend, and the points the verdict rests on."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from lrkit.plots.curves import new_axes
+from lrkit.trace import Trace
+
+if TYPE_CHECKING:
+    from lrkit.diagnosis import Diagnosis
+
+
+def plot_diagnosis(trace: Trace, diagnosis: Diagnosis, *, ax: Axes | None = None) -> Figure:
+    """Loss against step with the smoothed trend, the best point, spikes, the first non-finite
+    step, the window the trend was judged on, and the LR on a second axis."""
+    from lrkit.diagnosis import smooth_curve
+
+    figure, ax = new_axes(ax)
+    e = diagnosis.evidence
+    finite = np.isfinite(trace.loss)
+    step, loss = trace.step[finite], trace.loss[finite]
+    ax.plot(step, loss, color="0.6", linewidth=0.8, label="loss")
+    if len(loss) >= 3:
+        ax.plot(*smooth_curve(step, loss), color="C0", linewidth=1.8, label="smoothed")
+    if trace.val_loss is not None:
+        has_val = np.isfinite(trace.val_loss)
+        ax.plot(
+            trace.step[has_val],
+            trace.val_loss[has_val],
+            "o--",
+            color="C1",
+            markersize=3,
+            label="val_loss",
+        )
+    if np.isfinite(e.best):
+        ax.plot([e.best_step], [e.best], "v", color="C2", markersize=9, label=f"best {e.best:.3g}")
+        ax.axhline(e.end, color="C4", linestyle=":", linewidth=1, label=f"end {e.end:.3g}")
+    if e.spike_steps:
+        at = np.isin(trace.step, e.spike_steps)
+        ax.plot(
+            trace.step[at],
+            trace.loss[at],
+            "x",
+            color="C3",
+            markersize=9,
+            mew=2,
+            label=f"{e.spike_count} spikes",
+        )
+    if e.first_nonfinite_step is not None:
+        ax.axvline(
+            e.first_nonfinite_step,
+            color="C3",
+            linewidth=2,
+            label=f"non-finite from step {e.first_nonfinite_step}",
+        )
+    if diagnosis.verdict in ("too_low", "healthy", "plateau"):
+        left = step[0] + 0.7 * (e.trend_until_step - step[0])
+        ax.axvspan(
+            left, e.trend_until_step, color="C0", alpha=0.08, label=f"trend window ({e.trend:.2f})"
+        )
+    if np.isfinite(trace.lr).any():
+        lr_ax = ax.twinx()
+        lr_ax.plot(trace.step, trace.lr, color="C5", linewidth=1, alpha=0.7)
+        if np.nanmax(trace.lr) > 0:
+            lr_ax.set_ylim(0, 1.1 * float(np.nanmax(trace.lr)))
+        lr_ax.set_ylabel("learning rate", color="C5")
+    if len(loss) and loss.min() > 0 and loss.max() / loss.min() > 20:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title(
+        f"{diagnosis.verdict} (confidence {diagnosis.confidence:.2f}): {diagnosis.action}",
+        fontsize=9,
+    )
+    return figure

@@ -1,0 +1,362 @@
+"""lrkit.diagnosis: verdicts on synthetic families of curves, invariances, evidence, plot and CLI."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import lrkit
+from lrkit.cli.app import main
+from lrkit.diagnosis import MIN_POINTS, VERDICTS, Diagnosis, diagnose
+from lrkit.trace import Trace
+
+# --- synthetic families: loss as a function of the run fraction t in [0, 1] -------------------
+
+
+def make(
+    loss_at,
+    *,
+    n=400,
+    noise=0.0,
+    seed=0,
+    lr=1e-3,
+    schedule="constant",
+    floor=0.0,
+    scale=1.0,
+    val=False,
+):
+    """A Trace of ``scale * (floor + loss_at(t) + noise)`` over ``n`` steps."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 1, n)
+    loss = scale * (floor + loss_at(t) + noise * rng.standard_normal(n))
+    if schedule == "cosine":
+        lrs = lr * np.where(
+            t < 0.05, (t + 1 / n) / 0.05, 0.5 * (1 + np.cos(np.pi * (t - 0.05) / 0.95))
+        )
+    else:
+        lrs = np.full(n, lr)
+    val_loss = None
+    if val:
+        val_loss = np.full(n, np.nan)
+        val_loss[:: n // 10] = loss[:: n // 10]
+    return Trace(step=np.arange(n) * 10, lr=lrs, loss=loss, val_loss=val_loss)
+
+
+def decay(k, amount=2.0):
+    return lambda t: amount * np.exp(-k * t)
+
+
+def power_law(a, b):
+    return lambda t: 3.0 * (1 + b * t) ** -a
+
+
+def late_rise(rise):
+    return lambda t: np.where(
+        t < 0.4, 2.0 * np.exp(-12 * t), 2.0 * np.exp(-4.8) + rise * 2.0 * (t - 0.4) / 0.6
+    )
+
+
+def with_spikes(base, steps, height, lasting=True):
+    """Spikes at the given run fractions; a lasting one decays over the next steps (the weights
+    were damaged), a passing one is a single bad batch."""
+
+    def loss_at(t):
+        values = base(t).copy()
+        for where in steps:
+            at = int(where * (len(t) - 1))
+            values[at] += height
+            if lasting:
+                values[at + 1 : at + 3] += [0.6 * height, 0.3 * height]
+        return values
+
+    return loss_at
+
+
+def zigzag(amount):
+    return lambda t: decay(8)(t) + amount * np.where(np.arange(len(t)) % 2 == 0, 1.0, -1.0)
+
+
+def explode(t):
+    return np.where(t < 0.2, 2.0 - 5 * t, 1.0 + 20.0 * (t - 0.2) ** 2 * 10)
+
+
+def stall(t):
+    return 2.0 - 0.1 * (1 - np.exp(-30 * t))
+
+
+FAMILIES = {
+    "healthy": [
+        make(decay(6), noise=0.02),
+        make(decay(10), noise=0.05, seed=1, floor=0.3),
+        make(power_law(0.5, 200), noise=0.01, floor=0.1),
+        make(decay(8), noise=0.03, schedule="cosine", floor=0.5),
+        make(decay(7), noise=0.02, floor=-5.0),  # a loss that is negative throughout
+        make(decay(9), noise=0.02, val=True, floor=0.2),
+    ],
+    "too_low": [
+        make(decay(0.5), noise=0.01, floor=0.5),
+        make(decay(1.2), noise=0.02, floor=0.2),
+        make(lambda t: 2.0 - 0.8 * t, noise=0.02),  # linear: nowhere near converged
+        make(power_law(0.5, 2), noise=0.01),
+        make(decay(1.0), noise=0.01, floor=-3.0),
+        # levels off by the end, but took a third of the run to make half of its progress
+        make(lambda t: 2.0 - 1.5 * (1 - np.exp(-((t / 0.4) ** 2))), noise=0.01),
+    ],
+    "too_high": [
+        make(decay(4), n=3000, noise=1.6, floor=4.0),  # noise swamps progress
+        make(late_rise(0.5), noise=0.01, floor=0.2),
+        make(with_spikes(decay(8), [0.3, 0.5, 0.7, 0.9], 1.5), noise=0.02, floor=0.2),
+        make(zigzag(0.3), floor=0.5),
+    ],
+    "diverged": [
+        make(lambda t: np.where(t < 0.5, decay(5)(t), np.nan), noise=0.01, floor=0.2),
+        make(lambda t: np.where(t < 0.7, decay(5)(t), np.inf), floor=0.2),
+        make(explode, noise=0.05, floor=0.5),
+    ],
+    "plateau": [
+        make(lambda t: 0 * t, noise=0.1, floor=2.0),  # nothing moves: not noise around progress
+        make(stall, noise=0.005),
+        make(stall, noise=0.01, floor=3.0, scale=10),
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("verdict", "index"),
+    [(verdict, i) for verdict, traces in FAMILIES.items() for i in range(len(traces))],
+)
+def test_verdict_on_each_synthetic_family(verdict, index):
+    result = diagnose(FAMILIES[verdict][index])
+    assert result.verdict == verdict, str(result)
+    assert 0.5 <= result.confidence <= 1.0
+    assert result.reasons
+
+
+# --- invariances ---------------------------------------------------------------------------------
+
+cases = st.sampled_from(
+    [(verdict, trace) for verdict, traces in FAMILIES.items() for trace in traces]
+)
+
+
+@given(case=cases, scale=st.floats(1e-4, 1e4))
+def test_multiplying_the_loss_by_a_constant_keeps_the_verdict(case, scale):
+    verdict, trace = case
+    result = diagnose(trace.replace(loss=trace.loss * scale))
+    assert result.verdict == verdict
+
+
+# spikes and a zig-zag live in single points, which thinning the log can drop
+smooth_cases = st.sampled_from(
+    [
+        (verdict, trace)
+        for verdict, traces in FAMILIES.items()
+        for trace in traces
+        if trace not in FAMILIES["too_high"][2:]
+    ]
+)
+
+
+@given(case=smooth_cases, every=st.integers(1, 4), offset=st.integers(0, 3))
+def test_logging_fewer_steps_keeps_the_verdict(case, every, offset):
+    verdict, trace = case
+    assert diagnose(trace.select(slice(offset % every, None, every))).verdict == verdict
+
+
+@given(
+    k=st.floats(7, 15),  # with a cosine schedule the trend is judged at 60% of the run: e^-4 left
+    noise=st.floats(0, 0.04),
+    floor=st.floats(-10, 10),
+    n=st.integers(40, 3000),
+    seed=st.integers(0, 2**16),
+    schedule=st.sampled_from(["constant", "cosine"]),
+)
+def test_fast_decays_are_healthy_at_any_offset_length_and_noise(k, noise, floor, n, seed, schedule):
+    result = diagnose(make(decay(k), n=n, noise=noise, floor=floor, seed=seed, schedule=schedule))
+    assert result.verdict == "healthy", str(result)
+
+
+@given(
+    k=st.floats(0.05, 1.2),
+    noise=st.floats(0, 0.01),
+    floor=st.floats(-10, 10),
+    n=st.integers(40, 3000),
+    seed=st.integers(0, 2**16),
+)
+def test_slow_decays_are_too_low_at_any_offset_length(k, noise, floor, n, seed):
+    result = diagnose(make(decay(k), n=n, noise=noise, floor=floor, seed=seed))
+    assert result.verdict == "too_low", str(result)
+
+
+@settings(max_examples=25)
+@given(
+    k=st.floats(3, 8),
+    noise_ratio=st.floats(1.1, 1.5),
+    n=st.integers(4000, 6000),
+    seed=st.integers(0, 2**16),
+)
+def test_noise_that_swamps_visible_progress_is_too_high(k, noise_ratio, n, seed):
+    result = diagnose(make(decay(k), n=n, noise=2.0 * noise_ratio, floor=20.0, seed=seed))
+    assert result.verdict == "too_high", str(result)
+
+
+@given(at=st.floats(0.05, 0.95), n=st.integers(MIN_POINTS, 500))
+def test_any_nan_is_diverged_with_full_confidence(at, n):
+    trace = make(decay(6), n=n, floor=0.2)
+    loss = trace.loss.copy()
+    loss[int(at * (n - 1)) :] = np.nan
+    result = diagnose(trace.replace(loss=loss))
+    assert (result.verdict, result.confidence) == ("diverged", 1.0)
+    assert result.evidence.first_nonfinite_step == trace.step[int(at * (n - 1))]
+
+
+# --- the healthy curve is never called diverged ------------------------------------------------
+
+
+@given(
+    k=st.floats(3, 20),
+    noise=st.floats(0, 0.3),
+    floor=st.floats(0.01, 5),
+    seed=st.integers(0, 2**16),
+    n=st.integers(MIN_POINTS, 1500),
+)
+def test_a_falling_finite_curve_is_never_called_diverged(k, noise, floor, seed, n):
+    assert diagnose(make(decay(k), n=n, noise=noise, floor=floor, seed=seed)).verdict != "diverged"
+
+
+# --- evidence and actions ------------------------------------------------------------------------
+
+
+def test_evidence_locates_spikes_and_the_best_point():
+    trace = FAMILIES["too_high"][2]
+    evidence = diagnose(trace).evidence
+    assert evidence.spike_count == 4
+    assert list(evidence.spike_steps) == [
+        int(trace.step[int(w * (len(trace) - 1))]) for w in (0.3, 0.5, 0.7, 0.9)
+    ]
+
+
+def test_single_bad_batches_are_not_spikes():
+    trace = make(
+        with_spikes(decay(8), [0.3, 0.5, 0.7, 0.9], 1.5, lasting=False), noise=0.02, floor=0.2
+    )
+    result = diagnose(trace)
+    assert result.evidence.spike_count == 0
+    assert result.verdict == "healthy", str(result)
+
+
+def test_late_rise_points_at_where_the_loss_was_best():
+    result = diagnose(FAMILIES["too_high"][1])
+    assert result.evidence.late_rise >= 0.25
+    assert 0.3 * 4000 <= result.evidence.best_step <= 0.45 * 4000
+    assert "add a decay" in result.action
+
+
+def test_action_names_the_factor_and_the_new_rate():
+    assert "lower the LR about 10x, to ~0.0001" in diagnose(FAMILIES["diverged"][0]).action
+    assert "raise the LR" in diagnose(FAMILIES["too_low"][0]).action
+    assert "to ~0.003" in diagnose(FAMILIES["too_low"][1]).action
+    assert diagnose(FAMILIES["healthy"][0]).action.startswith("keep the LR")
+
+
+def test_action_without_an_lr_column_gives_the_factor_only():
+    trace = FAMILIES["too_low"][0]
+    action = diagnose(trace.replace(lr=np.full(len(trace), np.nan))).action
+    assert "raise the LR about" in action and "to ~" not in action
+
+
+def test_a_long_warmup_does_not_count_as_slow_progress():
+    t = np.linspace(0, 1, 500)
+    lr = 1e-3 * np.minimum(1.0, (t + 1e-3) / 0.3)  # linear warmup over 30% of the run
+    lr_time = np.cumsum(lr) / lr.sum()  # the loss falls with the LR spent so far
+    trace = Trace(step=np.arange(500), lr=lr, loss=0.2 + 2.0 * np.exp(-6 * lr_time))
+    result = diagnose(trace)
+    assert result.verdict == "healthy", str(result)
+    assert result.evidence.warmup and result.evidence.half_time < 0.2
+
+
+def test_an_early_blow_up_asks_for_warmup():
+    trace = make(
+        lambda t: np.where((t > 0.02) & (t < 0.06), 6.0, decay(8)(t)), noise=0.01, floor=0.3
+    )
+    result = diagnose(trace)
+    assert result.verdict == "too_high"
+    assert "add warmup" in result.action
+
+
+def test_to_dict_is_json_with_the_promised_keys():
+    result = diagnose(FAMILIES["diverged"][0])
+    data = json.loads(json.dumps(result.to_dict()))
+    assert {"verdict", "confidence", "evidence", "action"} <= set(data)
+    assert data["verdict"] in VERDICTS
+    assert data["evidence"]["first_nonfinite_step"] == 2000
+    assert data["evidence"]["end"] is None or math.isfinite(data["evidence"]["end"])
+
+
+def test_diagnosis_is_a_frozen_value_with_a_readable_repr():
+    result = diagnose(FAMILIES["healthy"][0])
+    assert isinstance(result, Diagnosis) and lrkit.diagnose is diagnose
+    with pytest.raises(AttributeError):
+        result.verdict = "too_low"  # type: ignore[misc]
+    assert repr(result).startswith("Diagnosis(verdict='healthy'")
+    assert str(result).startswith("healthy (confidence")
+
+
+def test_plot_marks_the_spikes(tmp_path):
+    from lrkit.plots import save_figure
+
+    figure = diagnose(FAMILIES["too_high"][2]).plot()
+    labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert "4 spikes" in labels and any(label.startswith("best") for label in labels)
+    assert save_figure(figure, tmp_path / "d.png").stat().st_size > 1000
+
+
+# --- bad input -------------------------------------------------------------------------------------
+
+
+def test_too_few_points_is_refused_with_the_count():
+    with pytest.raises(
+        ValueError, match=r"too few points: the trace has 5, diagnose needs at least 8"
+    ):
+        diagnose(make(decay(5), n=5))
+
+
+def test_steps_that_do_not_increase_are_refused():
+    trace = make(decay(5), n=20)
+    with pytest.raises(ValueError, match="trace steps must increase; step 30 follows 40"):
+        diagnose(trace.replace(step=[*range(0, 40, 10), 40, 30, *range(60, 200, 10)]))
+
+
+def test_a_non_trace_is_refused():
+    with pytest.raises(TypeError, match="trace must be a Trace, got list"):
+        diagnose([1.0, 2.0])  # type: ignore[arg-type]
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+
+def test_cli_prints_json_with_the_verdict(tmp_path, capsys):
+    path = FAMILIES["too_low"][0].save(tmp_path / "run.csv")
+    assert main(["diagnose", str(path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["verdict"] == "too_low" and data["file"] == str(path)
+    assert data["evidence"]["trend"] > 0.25
+
+
+def test_cli_writes_the_plot_and_prints_the_action(tmp_path, capsys):
+    path = FAMILIES["too_high"][2].save(tmp_path / "run.jsonl")
+    assert main(["diagnose", str(path), "--plot", str(tmp_path / "out.png")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("too_high") and "action: lower the LR" in out
+    assert (tmp_path / "out.png").stat().st_size > 1000
+
+
+def test_cli_too_few_points_is_one_line_naming_the_file_and_exit_2(tmp_path, capsys):
+    path = tmp_path / "short.csv"
+    path.write_text("step,loss\n0,2.0\n1,1.5\n2,1.2\n")
+    assert main(["diagnose", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and "too few points" in err
