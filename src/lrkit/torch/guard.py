@@ -1,0 +1,321 @@
+"""The guard: watches a live PyTorch run and keeps it out of trouble.
+
+``Guard.step(loss)`` replaces ``optimizer.step()`` (and ``scheduler.step()``) in a plain loop. A
+non-finite loss or gradient norm skips the step without touching parameters, optimizer state or
+the schedule. A loss spike (:mod:`lrkit.spikes`) rolls back to the last good snapshot, skips a
+window of batches and cuts the LR. Too many rollbacks without progress stop the run with
+:class:`GuardStop`. ``should_stop(val_loss)`` adds early stopping that restores the best weights.
+Every event goes to the run's Trace and to the ``lrkit.guard`` logger. The Lightning and Hugging
+Face callbacks drive the same object through :meth:`Guard.judge` and :meth:`Guard.applied`.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lrkit import checks
+from lrkit.spikes import Baseline, SpikeRule, SpikeState, Verdict
+from lrkit.torch.snapshot import Snapshot
+from lrkit.trace import Trace, TraceBuilder
+
+logger = logging.getLogger("lrkit.guard")
+
+
+class GuardStop(RuntimeError):
+    """The guard stopped the run: rollbacks kept failing to get past a spike."""
+
+
+@dataclass(frozen=True)
+class _Saved:
+    """A good point to come back to: the snapshot, and the guard's own state at that moment."""
+
+    snapshot: Snapshot
+    step: int
+    applied: int
+    rule_state: SpikeState
+    lr_scale: float
+
+
+class Guard:
+    """Guards a PyTorch training loop; call :meth:`step` where you would call ``optimizer.step()``.
+
+    ``rule`` decides what a spike is; a snapshot is kept every ``snapshot_every`` applied steps (in
+    CPU memory, or in ``directory``); a spike restores it, multiplies the LR by ``lr_factor`` and
+    skips the next ``skip_batches`` batches; ``max_rollbacks`` rollbacks in a row without a new good
+    snapshot raise :class:`GuardStop`. ``nonfinite_patience`` non-finite losses in a row also count
+    as a spike. With ``patience``, :meth:`should_stop` stops after that many validations without a
+    better ``val_loss`` (by more than ``min_delta``) and restores the best weights.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        scheduler: Any = None,
+        scaler: Any = None,
+        rule: SpikeRule | None = None,
+        snapshot_every: int = 50,
+        lr_factor: float = 0.3,
+        skip_batches: int = 10,
+        max_rollbacks: int = 3,
+        nonfinite_patience: int = 5,
+        patience: int | None = None,
+        min_delta: float = 0.0,
+        directory: str | Path | None = None,
+        trace: TraceBuilder | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        if rule is not None and not isinstance(rule, SpikeRule):
+            raise TypeError(f"rule must be a lrkit.spikes.SpikeRule or None, got {type(rule).__name__}")
+        self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
+        self.rule = rule or SpikeRule()
+        self.snapshot_every = checks.integer("snapshot_every", snapshot_every, minimum=1)
+        self.lr_factor = checks.in_range("lr_factor", lr_factor, 0.0, 1.0, low_open=True, high_open=True)
+        self.skip_batches = checks.integer("skip_batches", skip_batches, minimum=0)
+        self.max_rollbacks = checks.integer("max_rollbacks", max_rollbacks, minimum=0)
+        self.nonfinite_patience = checks.integer("nonfinite_patience", nonfinite_patience, minimum=1)
+        self.patience = None if patience is None else checks.integer("patience", patience, minimum=1)
+        self.min_delta = checks.non_negative("min_delta", min_delta)
+        self.directory = directory
+        self.record = trace if trace is not None else TraceBuilder()
+        self.steps = 0  # batches seen by step()/judge()
+        self.skipped = 0  # steps not applied because the loss or gradients were not finite
+        self.rollbacks = 0
+        self.lr_scale = 1.0  # product of all LR cuts so far
+        self.best_val_loss = math.inf
+        self._applied = 0  # optimizer steps applied since the start (rolls back with the snapshot)
+        self._rule_state = SpikeState()
+        self._skip_left = 0
+        self._nonfinite_streak = 0
+        self._failed_rollbacks = 0
+        self._since_best = 0
+        self._best: Snapshot | None = None
+        self._held: tuple[Any, list[Any]] | None = None
+        self._good = self._save()
+
+    # --- the plain-loop API ------------------------------------------------------------------
+
+    def step(self, loss: torch.Tensor | float) -> bool:
+        """Judge this step's loss and gradients, then step the optimizer (and scheduler) if sound.
+
+        Returns whether the step was applied. Call after ``loss.backward()``, instead of
+        ``optimizer.step()`` and ``scheduler.step()``.
+        """
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if not self.judge(loss, self.grad_norm()):
+            if self.scaler is not None:
+                self.scaler.update()
+            return False
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.applied()
+        return True
+
+    def should_stop(self, val_loss: float) -> bool:
+        """Record a validation loss; True once ``patience`` validations passed without a better one.
+
+        The best weights are kept as a snapshot and restored when this returns True.
+        """
+        val_loss = float(val_loss)
+        if len(self.record):
+            self.record.set_val_loss(val_loss)
+        if math.isfinite(val_loss) and val_loss < self.best_val_loss - self.min_delta:
+            self.best_val_loss, self._since_best = val_loss, 0
+            if self._best is not None:
+                self._best.discard()
+            self._best = self._take()
+            return False
+        self._since_best += 1
+        if self.patience is None or self._since_best < self.patience:
+            return False
+        self.restore_best()
+        self._event(
+            "early_stop",
+            f"val_loss {val_loss:.4g} not below the best {self.best_val_loss:.4g} for "
+            f"{self._since_best} validations; best weights restored",
+        )
+        return True
+
+    def restore_best(self) -> None:
+        """Put back the weights (and optimizer state) of the best validation loss seen so far."""
+        if self._best is None:
+            raise RuntimeError("no validation loss was recorded yet; call should_stop(val_loss) first")
+        self._best.restore()
+
+    def rewind(self) -> int:
+        """Go back to the last good snapshot (weights, optimizer, schedule, RNG) and nothing else.
+
+        Returns the step the snapshot was taken after; replaying the batches from there reproduces
+        the run exactly. A spike does the same, then cuts the LR and skips batches.
+        """
+        good = self._good
+        good.snapshot.restore()
+        self._rule_state, self._applied = good.rule_state, good.applied
+        return good.step
+
+    @property
+    def last_good_step(self) -> int:
+        """The number of batches seen when the snapshot a rollback returns to was taken."""
+        return self._good.step
+
+    @property
+    def trace(self) -> Trace:
+        """The run so far: one row per step (lr as applied, loss, gradient norm) and every event."""
+        return self.record.build()
+
+    def grad_norm(self) -> float:
+        """The total L2 norm of the gradients the optimizer would apply (NaN if there are none)."""
+        grads = [p.grad for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if not grads:
+            return math.nan
+        try:  # one fused kernel, a few times cheaper than get_total_norm's grouping on small models
+            return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
+        except RuntimeError:  # gradients on several devices or of several dtypes
+            return float(torch.nn.utils.get_total_norm(grads))
+
+    # --- the core that the framework callbacks drive ---------------------------------------------
+
+    def judge(self, loss: torch.Tensor | float, grad_norm: float = math.nan) -> bool:
+        """Decide about one step before the optimizer applies it; True means "apply it".
+
+        When this returns False the gradients have been cleared (``None``), so an optimizer step
+        that runs anyway changes nothing; on a spike the last good snapshot is already restored.
+        """
+        loss_value = loss.item() if isinstance(loss, torch.Tensor) else float(loss)
+        step, self.steps = self.steps, self.steps + 1
+        self.record.add(step, self._lr(), loss_value, grad_norm=grad_norm)
+        if self._skip_left:
+            self._skip_left -= 1
+            return self._clear()
+        if not (math.isfinite(loss_value) and (math.isnan(grad_norm) or math.isfinite(grad_norm))):
+            return self._nonfinite(step, loss_value, grad_norm)
+        self._nonfinite_streak = 0
+        before = self._rule_state
+        self._rule_state, verdict = self.rule.update(before, loss_value)
+        if verdict is Verdict.SPIKE:
+            baseline = Baseline.of(before.recent)
+            self._rollback(
+                step,
+                f"loss {loss_value:.4g} against a running median of {baseline.median:.4g} "
+                f"(robust sd {baseline.sigma:.3g}) for {self.rule.confirm} steps",
+            )
+            return self._clear()
+        return True
+
+    def applied(self) -> None:
+        """Tell the guard the optimizer step it approved was applied (keeps snapshots on schedule)."""
+        self._applied += 1
+        due = self._applied // self.snapshot_every > self._good.applied // self.snapshot_every
+        ready = self._rule_state.clean and len(self._rule_state.recent) >= self.rule.warmup_steps
+        if due and ready:
+            self._good.snapshot.discard()
+            self._good = self._save()
+            self._failed_rollbacks = 0
+
+    def hold_schedule(self) -> None:
+        """Remember the schedule (scheduler state, group LRs) so a framework's step can be undone.
+
+        For callbacks whose framework steps the scheduler even when the guard refused the
+        optimizer step; :meth:`release_schedule` puts the remembered state back.
+        """
+        state = None if self.scheduler is None else copy.deepcopy(self.scheduler.state_dict())
+        self._held = (state, [group["lr"] for group in self.optimizer.param_groups])
+
+    def release_schedule(self) -> None:
+        """Undo any scheduler step since :meth:`hold_schedule` (does nothing if nothing is held)."""
+        if self._held is None:
+            return
+        state, lrs = self._held
+        self._held = None
+        if state is not None:
+            self.scheduler.load_state_dict(state)
+        for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
+            group["lr"] = lr
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _nonfinite(self, step: int, loss: float, grad_norm: float) -> bool:
+        self.skipped += 1
+        self._nonfinite_streak += 1
+        what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {grad_norm}"
+        self._event("skip", f"{what}: step skipped (streak {self._nonfinite_streak})")
+        overflow_only = self.scaler is not None and math.isfinite(loss)
+        if self._nonfinite_streak >= self.nonfinite_patience and not overflow_only:
+            self._nonfinite_streak = 0
+            self._rollback(step, f"{self.nonfinite_patience} non-finite steps in a row")
+        return self._clear()
+
+    def _rollback(self, step: int, reason: str) -> None:
+        good = self._good
+        if self._failed_rollbacks >= self.max_rollbacks:
+            self.rewind()
+            message = (
+                f"lrkit.Guard stopped the run at step {step}: {reason}, after {self._failed_rollbacks} "
+                f"rollbacks to the snapshot of step {good.step} without progress, with the LR already "
+                f"cut to {self.lr_scale:.3g}x its start. The model is back at step {good.step}. Try "
+                f"starting at least {1 / self.lr_scale:.3g}x lower (or run the range test), a warmup, "
+                "gradient clipping, or look for bad batches in the data."
+            )
+            self._event("stop", message)
+            raise GuardStop(message)
+        self.rewind()
+        scale = self.lr_scale * self.lr_factor
+        _scale_lrs(self.optimizer, self.scheduler, scale / good.lr_scale)
+        self.lr_scale = scale
+        self._skip_left = self.skip_batches
+        self.rollbacks += 1
+        self._failed_rollbacks += 1
+        self._event(
+            "rollback",
+            f"{reason}: rolled back to step {good.step}, LR cut to {scale:.3g}x, "
+            f"skipping {self.skip_batches} batches",
+        )
+
+    def _take(self) -> Snapshot:
+        return Snapshot.take(
+            self.model, self.optimizer, scheduler=self.scheduler, scaler=self.scaler, directory=self.directory
+        )
+
+    def _save(self) -> _Saved:
+        return _Saved(self._take(), self.steps, self._applied, self._rule_state, self.lr_scale)
+
+    def _clear(self) -> bool:
+        self.optimizer.zero_grad(set_to_none=True)
+        return False
+
+    def _lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _event(self, kind: str, detail: str) -> None:
+        step = max(self.steps - 1, 0)
+        self.record.event(step, kind, detail)
+        level = logging.INFO if kind == "early_stop" else logging.WARNING
+        logger.log(level, "step %d: %s: %s", step, kind, detail)
+
+
+def _scale_lrs(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) -> None:
+    """Multiply every group's LR, and the base LRs a scheduler computes from, by ``factor``."""
+    for group in optimizer.param_groups:
+        group["lr"] = group["lr"] * factor
+        if "initial_lr" in group:
+            group["initial_lr"] = group["initial_lr"] * factor
+    if scheduler is not None and hasattr(scheduler, "base_lrs"):
+        scheduler.base_lrs = [lr * factor for lr in scheduler.base_lrs]

@@ -1,0 +1,243 @@
+"""lrkit.Guard in a plain PyTorch loop: skips, rollbacks, stops, early stopping, healthy runs."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from lrkit import Guard
+from lrkit.spikes import SpikeRule
+from lrkit.tasks import evaluate, get_task
+from lrkit.tasks.training import batches, torch_threads
+from lrkit.torch.guard import GuardStop
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest (and most predictably on a busy machine) on one thread."""
+    with torch_threads(1):
+        yield
+
+
+def setup(seed: int = 0, lr: float = 1e-2):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, 1))
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (1 + 0.01 * step))
+    generator = torch.Generator().manual_seed(seed + 100)
+    data = []
+    for _ in range(200):
+        x = torch.randn(32, 4, generator=generator)
+        data.append((x, x.sum(dim=1, keepdim=True)))
+    return model, optimizer, scheduler, data
+
+
+def run(guard, model, optimizer, data, *, blow_up=lambda step, loss: loss):
+    """The loop a user writes: zero_grad, loss, backward, guard.step."""
+    applied = []
+    for step, (x, y) in enumerate(data):
+        optimizer.zero_grad()
+        loss = blow_up(step, nn.functional.mse_loss(model(x), y))
+        loss.backward()
+        applied.append(guard.step(loss))
+    return applied
+
+
+def state_of(model, optimizer, scheduler):
+    clone = lambda value: value.clone() if isinstance(value, torch.Tensor) else value  # noqa: E731
+    return (
+        [p.detach().clone() for p in model.parameters()],
+        {k: {n: clone(v) for n, v in s.items()} for k, s in optimizer.state_dict()["state"].items()},
+        [g["lr"] for g in optimizer.param_groups],
+        scheduler.state_dict(),
+    )
+
+
+def assert_same(a, b):
+    params_a, opt_a, lrs_a, sched_a = a
+    params_b, opt_b, lrs_b, sched_b = b
+    assert all(torch.equal(x, y) for x, y in zip(params_a, params_b, strict=True))
+    assert opt_a.keys() == opt_b.keys()
+    for key in opt_a:
+        assert all(torch.equal(torch.as_tensor(opt_a[key][n]), torch.as_tensor(opt_b[key][n])) for n in opt_a[key])
+    assert lrs_a == lrs_b and sched_a == sched_b
+
+
+@pytest.mark.parametrize("where", ["loss", "gradient"])
+def test_a_nonfinite_step_changes_nothing(where):
+    model, optimizer, scheduler, data = setup()
+    guard = Guard(model, optimizer, scheduler=scheduler)
+    run(guard, model, optimizer, data[:30])
+    before = state_of(model, optimizer, scheduler)
+    x, y = data[30]
+    optimizer.zero_grad()
+    loss = nn.functional.mse_loss(model(x), y)
+    if where == "loss":
+        loss = loss * math.nan
+    loss.backward()
+    if where == "gradient":
+        model[0].weight.grad[0, 0] = math.inf
+    assert guard.step(loss) is False
+    assert_same(before, state_of(model, optimizer, scheduler))
+    assert guard.skipped == 1 and guard.rollbacks == 0
+    (event,) = guard.trace.events
+    assert event.kind == "skip" and event.step == 30
+    # training goes on normally afterwards
+    assert all(run(guard, model, optimizer, data[31:60]))
+
+
+def test_a_rewind_replays_the_uninterrupted_run_exactly():
+    model, optimizer, scheduler, data = setup()
+    torch.manual_seed(1)  # dropout draws from the global RNG
+    run(Guard(model, optimizer, scheduler=scheduler, snapshot_every=10), model, optimizer, data[:60])
+    uninterrupted = state_of(model, optimizer, scheduler)
+
+    model, optimizer, scheduler, data = setup()
+    torch.manual_seed(1)
+    guard = Guard(model, optimizer, scheduler=scheduler, snapshot_every=10)
+    run(guard, model, optimizer, data[:47])
+    expected = guard.last_good_step
+    start = guard.rewind()
+    assert start == expected == 40  # snapshots are taken every 10 applied steps
+    for x, y in data[start:60]:
+        optimizer.zero_grad()
+        loss = nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        assert guard.step(loss)
+    assert_same(uninterrupted, state_of(model, optimizer, scheduler))
+
+
+def test_a_spike_rolls_back_cuts_the_lr_and_skips_batches(caplog):
+    model, optimizer, scheduler, data = setup()
+    guard = Guard(model, optimizer, scheduler=scheduler, snapshot_every=20, skip_batches=5, lr_factor=0.5)
+    run(guard, model, optimizer, data[:60])
+    good = guard.last_good_step
+    at_snapshot = [p.detach().clone() for p in model.parameters()]
+    lr_before = optimizer.param_groups[0]["lr"]
+    assert good == 60
+    with caplog.at_level(logging.WARNING, logger="lrkit.guard"):
+        applied = run(guard, model, optimizer, data[60:70], blow_up=lambda step, loss: loss * 1e4 if step < 3 else loss)
+    assert guard.rollbacks == 1
+    # three steps in a row far above the median: the first two were applied, the third confirmed it
+    assert applied[:3] == [True, True, False]
+    assert applied[3:8] == [False] * 5 and all(applied[8:])  # the skip window
+    assert guard.lr_scale == 0.5
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(lr_before * 0.5 * (1 + 0.6) / (1 + 0.62))
+    kinds = [event.kind for event in guard.trace.events]
+    assert kinds == ["rollback"]
+    assert "rolled back to step 60, LR cut to 0.5x" in guard.trace.events[0].detail
+    assert "rollback" in caplog.text
+
+    # just after the rollback the weights were those of the snapshot
+    model2, optimizer2, scheduler2, _ = setup()
+    guard2 = Guard(model2, optimizer2, scheduler=scheduler2, snapshot_every=20)
+    run(guard2, model2, optimizer2, data[:60])
+    assert all(torch.equal(a, b) for a, b in zip(at_snapshot, model2.parameters(), strict=True))
+
+
+def test_rollbacks_without_progress_stop_with_a_clear_error():
+    model, optimizer, scheduler, data = setup()
+    guard = Guard(model, optimizer, scheduler=scheduler, snapshot_every=20, skip_batches=0, max_rollbacks=2)
+    run(guard, model, optimizer, data[:40])
+    at_snapshot = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(GuardStop, match=r"after 2 rollbacks to the snapshot of step 40 without progress") as info:
+        run(guard, model, optimizer, data[40:], blow_up=lambda step, loss: loss * 1e4)
+    assert "Try starting at least" in str(info.value)
+    assert guard.rollbacks == 2
+    assert [e.kind for e in guard.trace.events] == ["rollback", "rollback", "stop"]
+    assert all(torch.equal(a, b) for a, b in zip(at_snapshot, model.parameters(), strict=True))
+
+
+def test_a_run_of_nonfinite_losses_counts_as_a_spike():
+    model, optimizer, scheduler, data = setup()
+    guard = Guard(model, optimizer, scheduler=scheduler, nonfinite_patience=3, skip_batches=0)
+    run(guard, model, optimizer, data[:30], blow_up=lambda step, loss: loss * math.nan if step >= 25 else loss)
+    assert guard.skipped == 5 and guard.rollbacks == 1
+    assert [e.kind for e in guard.trace.events] == ["skip", "skip", "skip", "rollback", "skip", "skip"]
+
+
+def test_early_stopping_restores_the_best_weights():
+    model, optimizer, scheduler, data = setup()
+    guard = Guard(model, optimizer, scheduler=scheduler, patience=2)
+    best = None
+    for index, val_loss in enumerate([1.0, 0.5, 0.6, 0.7]):
+        run(guard, model, optimizer, data[index * 10 : index * 10 + 10])
+        if val_loss == 0.5:
+            best = [p.detach().clone() for p in model.parameters()]
+        stop = guard.should_stop(val_loss)
+        assert stop == (index == 3)
+    assert all(torch.equal(a, b) for a, b in zip(best, model.parameters(), strict=True))
+    assert guard.best_val_loss == 0.5
+    assert guard.trace.events[-1].kind == "early_stop"
+    assert guard.trace.val_loss[9] == 1.0 and guard.trace.val_loss[39] == 0.7
+
+
+@pytest.mark.parametrize(("name", "seed"), [("cancer-logreg", 0), ("cancer-logreg", 1), ("teacher-student", 2)])
+def test_a_run_at_a_good_lr_triggers_nothing_and_matches_the_bare_loop(name, seed):
+    task = get_task(name)
+    steps = min(task.steps, 400)
+    finals = []
+    for guarded in (False, True):
+        model = task.model(seed)
+        optimizer = task.optimizer(model.parameters(), task.default_lr)
+        train_loader, val_loader = task.loaders(seed)
+        guard = Guard(model, optimizer) if guarded else None
+        for _, batch in zip(range(steps), batches(train_loader), strict=False):
+            optimizer.zero_grad()
+            loss = task.loss_fn(model, batch)
+            loss.backward()
+            if guard is None:
+                optimizer.step()
+            else:
+                assert guard.step(loss)
+        finals.append(evaluate(task, model, val_loader)[0])
+    assert guard.trace.events == () and guard.rollbacks == guard.skipped == 0
+    assert len(guard.trace) == steps
+    assert finals[0] == finals[1]
+
+
+def test_snapshots_on_disk_keep_one_file_at_a_time(tmp_path):
+    model, optimizer, scheduler, data = setup()
+    guard = Guard(model, optimizer, scheduler=scheduler, snapshot_every=10, directory=tmp_path)
+    run(guard, model, optimizer, data[:55])
+    assert len(list(tmp_path.glob("*.pt"))) == 1
+    assert guard.rewind() == 50
+
+
+def test_bad_arguments_name_what_is_allowed():
+    model, optimizer, _, _ = setup()
+    with pytest.raises(ValueError, match=r"lr_factor must be in \(0, 1\), got 1.5"):
+        Guard(model, optimizer, lr_factor=1.5)
+    with pytest.raises(ValueError, match="snapshot_every must be >= 1, got 0"):
+        Guard(model, optimizer, snapshot_every=0)
+    with pytest.raises(TypeError, match="optimizer must be a torch.optim.Optimizer, got str"):
+        Guard(model, "adam")
+    with pytest.raises(TypeError, match="rule must be a lrkit.spikes.SpikeRule or None, got dict"):
+        Guard(model, optimizer, rule={"window": 5})
+    with pytest.raises(RuntimeError, match="no validation loss was recorded yet"):
+        Guard(model, optimizer).restore_best()
+    Guard(model, optimizer, rule=SpikeRule(window=10, warmup_steps=5))
+
+
+def test_with_a_grad_scaler_an_overflow_is_skipped_and_the_scale_lowered():
+    model, optimizer, scheduler, data = setup()
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    guard = Guard(model, optimizer, scheduler=scheduler, scaler=scaler, nonfinite_patience=1)
+    for index, (x, y) in enumerate(data[:40]):
+        optimizer.zero_grad()
+        loss = nn.functional.mse_loss(model(x), y)
+        scaler.scale(loss).backward()
+        if index == 30:
+            before = state_of(model, optimizer, scheduler)
+            model[0].weight.grad[0, 0] = math.inf
+        applied = guard.step(loss)
+        if index == 30:
+            assert not applied
+            assert_same(before, state_of(model, optimizer, scheduler))
+            assert scaler.get_scale() == 512.0
+    # an overflow is the scaler's business: skipped and counted, never escalated to a rollback
+    assert guard.skipped == 1 and guard.rollbacks == 0
