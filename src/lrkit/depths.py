@@ -1,0 +1,207 @@
+"""Layer depth from parameter names: 0 for the head, one more for each block below it.
+
+Layer-wise LR decay needs to know how far each parameter sits below the output. This works from
+the names alone (in registration order), so it needs no torch: numbered blocks such as
+``encoder.layer.N`` (Hugging Face transformers), otherwise the model's top-level blocks, or a
+mapping from name pattern to depth given by the user.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from lrkit import checks
+
+# a numbered block of a layer stack: encoder.layer.3, model.layers.3, transformer.h.3, encoder.block.3
+_BLOCK = re.compile(r"(?:^|\.)(?:layer|layers|block|blocks|resblocks|h)\.(\d+)(?=\.|$)")
+
+
+@dataclass(frozen=True)
+class LayerDepths:
+    """Each parameter's depth (0 = head), a readable label per depth, and the rule that set them."""
+
+    depth: Mapping[str, int]
+    labels: Mapping[int, str]
+    rule: str  # "stack" (numbered blocks), "blocks" (top-level blocks), "patterns" (user mapping)
+
+    @property
+    def deepest(self) -> int:
+        return max(self.depth.values())
+
+
+def assign_depths(
+    names: Sequence[str],
+    *,
+    depths: Mapping[str, int] | None = None,
+    head: str | Sequence[str] | None = None,
+) -> LayerDepths:
+    """Depth of each parameter name (in registration order), 0 for the head.
+
+    With a numbered stack of blocks, the top block is one below the head, each block under it one
+    deeper, and everything registered before the first block (the embeddings) deepest of all;
+    what comes after the last block (pooler, classifier, final norm) is the head. Without a stack,
+    each top-level block is a layer and the last one is the head. ``depths`` maps glob patterns
+    (``fnmatch``, first match wins) to depths instead. ``head`` names the head's parameters by
+    pattern; the rest are ranked below it.
+    """
+    names = list(names)
+    if not names:
+        raise ValueError("names must hold at least one parameter name, got none")
+    if depths is not None and head is not None:
+        raise ValueError("give head or depths, not both: with depths, depth 0 is the head")
+    if depths is not None:
+        return _from_patterns(names, depths)
+    if head is None:
+        return _automatic(names)
+    in_head = matching("head", names, head)
+    rest = [name for name in names if name not in in_head]
+    depth = dict.fromkeys(in_head, 0)
+    labels = {0: ", ".join(_patterns("head", head))}
+    rule = "patterns"
+    if rest:
+        below = _automatic(rest)
+        depth.update({name: level + 1 for name, level in below.depth.items()})
+        labels.update({level + 1: label for level, label in below.labels.items()})
+        rule = below.rule
+    return LayerDepths({name: depth[name] for name in names}, labels, rule)
+
+
+def matching(argument: str, names: Sequence[str], value: str | Sequence[str]) -> set[str]:
+    """The names any of the glob patterns in ``value`` matches; a pattern matching none is an error."""
+    patterns = _patterns(argument, value)
+    matched: set[str] = set()
+    for pattern in patterns:
+        hits = {name for name in names if fnmatchcase(name, pattern)}
+        if not hits:
+            raise ValueError(
+                f"{argument} pattern {pattern!r} matches no trainable parameter; "
+                f"names look like {_examples(list(names))}"
+            )
+        matched |= hits
+    return matched
+
+
+def _patterns(argument: str, value: str | Sequence[str]) -> list[str]:
+    patterns = [value] if isinstance(value, str) else list(value)
+    if not patterns:
+        raise ValueError(f"{argument} must hold at least one name pattern, got {value!r}")
+    for pattern in patterns:
+        if not isinstance(pattern, str):
+            raise TypeError(f"{argument} patterns must be strings, got {pattern!r}")
+    return patterns
+
+
+def _examples(names: list[str]) -> str:
+    shown = ", ".join(repr(name) for name in names[:3])
+    return f"{shown}, ... ({len(names)} in all)" if len(names) > 3 else shown
+
+
+def _from_patterns(names: list[str], depths: Mapping[str, int]) -> LayerDepths:
+    if not isinstance(depths, Mapping):
+        raise TypeError(f"depths must be a mapping from name pattern to depth, got {depths!r}")
+    patterns = _patterns("depths", list(depths))
+    levels = {
+        pattern: checks.integer(f"depths[{pattern!r}]", depths[pattern], minimum=0)
+        for pattern in patterns
+    }
+    matching("depths", names, patterns)
+    depth: dict[str, int] = {}
+    for name in names:
+        pattern = next((pattern for pattern in patterns if fnmatchcase(name, pattern)), None)
+        if pattern is None:
+            raise ValueError(
+                f"depths: parameter {name!r} matches no pattern in {patterns!r}; "
+                "add a catch-all '*' to give the rest a depth"
+            )
+        depth[name] = levels[pattern]
+    labels: dict[int, str] = {}
+    for pattern, level in levels.items():
+        labels[level] = f"{labels[level]}, {pattern}" if level in labels else pattern
+    return LayerDepths(depth, labels, "patterns")
+
+
+def _automatic(names: list[str]) -> LayerDepths:
+    blocks = [_block_of(name) for name in names]
+    if any(block is not None for block in blocks):
+        return _stack(names, blocks)
+    return _top_level(names)
+
+
+def _block_of(name: str) -> str | None:
+    found = _BLOCK.search(name)
+    return None if found is None else name[: found.end(1)]
+
+
+def _stack(names: list[str], blocks: list[str | None]) -> LayerDepths:
+    """Depths for a stack of numbered blocks: before the first block is deepest, after the last is the head."""
+    order = list(dict.fromkeys(block for block in blocks if block is not None))
+    last = len(blocks) - 1 - blocks[::-1].index(order[-1])
+    # levels counted from the bottom: 0 = embeddings, 1.. = blocks, len(order) + 1 = head
+    # a name outside any block sits with the block registered before it
+    raw: list[int] = []
+    current = 0
+    for index, block in enumerate(blocks):
+        if block is not None:
+            current = order.index(block) + 1
+        elif index > last:
+            current = len(order) + 1
+        raw.append(current)
+    groups = {
+        level: [name for name, at in zip(names, raw, strict=True) if at == level]
+        for level in sorted(set(raw))
+    }
+    top = max(groups)
+    depth = {name: top - level for name, level in zip(names, raw, strict=True)}
+    labels = {}
+    for level, members in groups.items():
+        labels[top - level] = (
+            order[level - 1] if 1 <= level <= len(order) else _common_label(members)
+        )
+    return _compact(names, depth, labels, "stack")
+
+
+def _top_level(names: list[str]) -> LayerDepths:
+    """Depths for top-level blocks in registration order (past any single wrapper), the last one the head."""
+    parts = [name.split(".") for name in names]
+    shared = 0
+    while all(len(part) > shared + 1 and part[shared] == parts[0][shared] for part in parts):
+        shared += 1
+    wrapper = ".".join(parts[0][:shared]) or "(root)"
+    # a parameter held by the wrapper itself (not by a child module) joins the wrapper's own block
+    blocks = [".".join(part[: shared + 1]) if len(part) > shared + 1 else wrapper for part in parts]
+    order = list(dict.fromkeys(blocks))
+    depth = {
+        name: len(order) - 1 - order.index(block) for name, block in zip(names, blocks, strict=True)
+    }
+    labels = {len(order) - 1 - index: block for index, block in enumerate(order)}
+    return LayerDepths(depth, labels, "blocks")
+
+
+def _compact(
+    names: list[str], depth: dict[str, int], labels: dict[int, str], rule: str
+) -> LayerDepths:
+    """Renumber used depths as 0, 1, 2, ... keeping their order."""
+    used = sorted(set(depth.values()))
+    renumber = {level: index for index, level in enumerate(used)}
+    return LayerDepths(
+        {name: renumber[depth[name]] for name in names},
+        {renumber[level]: labels[level] for level in used},
+        rule,
+    )
+
+
+def _common_label(names: list[str]) -> str:
+    """The deepest module path all names share, else their distinct top-level modules."""
+    parts = [name.split(".")[:-1] for name in names]
+    shared: list[str] = []
+    for components in zip(*parts, strict=False):
+        if len(set(components)) > 1:
+            break
+        shared.append(components[0])
+    if shared:
+        return ".".join(shared)
+    tops = list(dict.fromkeys(name.split(".")[0] for name in names))
+    return ", ".join(tops[:3]) + (", ..." if len(tops) > 3 else "")
