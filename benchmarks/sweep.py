@@ -1,0 +1,160 @@
+"""Benchmark: a pruned LR sweep against the ground truth's full grid, in loss and in compute.
+
+For each built-in task, ``lrkit.sweep`` searches the grid's own range (1e-5..10) with TPE and
+Hyperband pruning, each trial one training at seed 0. Its best LR is then scored like the grid's
+LRs (mean final validation loss over the grid's seeds; that scoring is not counted as sweep
+compute). Goal: within 1% of the grid's best loss at <= 25% of the grid's training steps.
+
+    nice -n 10 python -m benchmarks.sweep
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.ground_truth import HALF_DECADES, load_ground_truth, mean_score
+from lrkit.files import atomic_write_text
+from lrkit.sweeps import TaskObjective, sweep
+
+RESULTS = Path(__file__).parent / "results"
+COMMAND = "nice -n 10 python -m benchmarks.sweep"
+REGRET_GOAL = 0.01
+COMPUTE_GOAL = 0.25
+
+
+def run_one(name: str, truth, *, n_trials: int, sampler: str, pruner: str | None, seed: int) -> dict:
+    started = time.perf_counter()
+    result = sweep(
+        TaskObjective(name, seed=0), min_lr=HALF_DECADES[0], max_lr=HALF_DECADES[-1], n_trials=n_trials,
+        sampler=sampler, pruner=pruner, seed=seed,
+    )
+    seconds = time.perf_counter() - started
+    loss = mean_score(name, result.best_lr)
+    return {
+        "task": name,
+        "sampler": sampler,
+        "pruner": pruner,
+        "seed": seed,
+        "n_trials": n_trials,
+        "best_lr": result.best_lr,
+        "sweep_loss": result.best_loss,
+        "loss": loss,
+        "grid_best_lr": truth.best_lr,
+        "grid_best_loss": truth.best_loss,
+        "regret": truth.regret(loss),
+        "steps": result.steps_spent,
+        "pruned": result.pruned,
+        "seconds": round(seconds, 1),
+    }
+
+
+def verdict(row: dict) -> str:
+    ok = row["regret"] <= REGRET_GOAL and row["compute"] <= COMPUTE_GOAL
+    return "met" if ok else "missed"
+
+
+def merge(rows: list[dict]) -> list[dict]:
+    """Earlier results for other (task, seed, settings) kept, these replacing any they repeat."""
+    path = RESULTS / "sweep.json"
+    earlier = json.loads(path.read_text())["runs"] if path.exists() else []
+    fresh = {key(row) for row in rows}
+    return [row for row in earlier if key(row) not in fresh] + rows
+
+
+def key(row: dict) -> tuple:
+    return (row["task"], row["seed"], row["sampler"], row["pruner"], row["n_trials"])
+
+
+def with_grid_cost(row: dict, truth) -> dict:
+    """The grid's cost as the steps its runs really ran (a diverged run stops early, as a sweep's
+    trials do), beside its nominal cost (every run to the end)."""
+    grid = sum(run["steps_run"] for run in truth.runs)
+    at_best = [run["score"] for run in truth.runs if run["lr"] == truth.best_lr]
+    spread = (max(at_best) - min(at_best)) / statistics.fmean(at_best)
+    return {
+        **row, "grid_steps": grid, "grid_steps_nominal": truth.grid_steps, "compute": row["steps"] / grid,
+        "seed_spread": spread,
+    }
+
+
+def write(rows: list[dict]) -> None:
+    truths = load_ground_truth()
+    rows = [with_grid_cost(row, truths[row["task"]]) for row in rows]
+    payload = {"goal": {"regret": REGRET_GOAL, "compute": COMPUTE_GOAL}, "runs": rows}
+    atomic_write_text(RESULTS / "sweep.json", json.dumps(payload, indent=1) + "\n")
+    commands = sorted({row["command"] for row in rows})
+    minutes = sum(row["seconds"] for row in rows) / 60
+    met = sum(verdict(row) == "met" for row in rows)
+    lines = [
+        "# Sweep: pruned search against the full grid",
+        "",
+        "Commands: " + ", ".join(f"`{command}`" for command in commands)
+        + f" ({minutes:.1f} min of sweeping, one process, on a shared 2-core machine).",
+        "",
+        "Each sweep: LR range 1e-5..10 (the grid's), one training per trial at seed 0; `pruned` is",
+        "pruned/trials. `loss` is the best LR's mean final validation loss over the grid's 3 seeds;",
+        "`regret` = loss / grid best - 1. `compute` = the sweep's training steps / the grid's (15 LRs",
+        "x 3 seeds; steps its runs really ran, a diverged run stopping early like a sweep's trial).",
+        "Goal: regret <= 1% and compute <= 25%.",
+        "",
+        "`seed spread` is how far the grid's 3 training seeds differ at the grid's best LR",
+        "((max - min) / mean): the noise a one-seed trial's loss carries.",
+        "",
+        "| task | sampler, pruner | seed | best LR | grid best LR | loss | grid best | regret | seed spread | steps | grid steps | compute | pruned | goal |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['task']} | {row['sampler']}, {row['pruner']} | {row['seed']} | {row['best_lr']:.3g} | {row['grid_best_lr']:.3g} | {row['loss']:.4f} "
+            f"| {row['grid_best_loss']:.4f} | {row['regret']:+.2%} | {row['seed_spread']:.0%} | {row['steps']:,} | {row['grid_steps']:,} "
+            f"| {row['compute']:.1%} | {row['pruned']}/{row['n_trials']} | {verdict(row)} |"
+        )
+    regrets = [row["regret"] for row in rows]
+    computes = [row["compute"] for row in rows]
+    nominal = sum(row["steps"] for row in rows) / sum(row["grid_steps_nominal"] for row in rows)
+    lines += [
+        "",
+        f"Against the grid's nominal cost (every run to the end) the sweeps spent {nominal:.1%} overall.",
+        "",
+        f"Goal met in {met} of {len(rows)} sweeps. Median regret {statistics.median(regrets):+.2%} "
+        f"(worst {max(regrets):+.2%}); median compute {statistics.median(computes):.1%} "
+        f"(most {max(computes):.1%}).",
+        "",
+        "The compute goal holds in every sweep. The loss goal is missed where the seed spread is",
+        "large: each trial trains one seed, so the sweep keeps the LR whose one run was luckiest, and",
+        "a 1% regret is below what one-seed losses can resolve there. Averaging seeds per trial would",
+        "multiply the compute; picking the LR from a smoothed loss-vs-LR curve instead of the single",
+        "best trial is the next thing to try.",
+    ]
+    atomic_write_text(RESULTS / "sweep.md", "\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="*", help="default: every task in the ground truth")
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1], help="sweep (sampler) seeds")
+    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--sampler", default="tpe")
+    parser.add_argument("--pruner", default="hyperband")
+    args = parser.parse_args(argv)
+    truths = load_ground_truth()
+    command = f"{COMMAND} {' '.join(sys.argv[1:] if argv is None else argv)}".strip()
+    rows = []
+    for name in args.tasks or list(truths):
+        for seed in args.seeds:
+            row = run_one(name, truths[name], n_trials=args.trials, sampler=args.sampler,
+                          pruner=None if args.pruner == "none" else args.pruner, seed=seed)
+            rows.append({**row, "command": command})
+            print(f"{name} seed {seed}: lr {row['best_lr']:.3g}, regret {row['regret']:+.2%}, "
+                  f"steps {row['steps']:,} ({row['seconds']} s)", flush=True)
+            write(merge(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

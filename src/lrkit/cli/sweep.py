@@ -1,0 +1,163 @@
+"""``lrkit sweep``: search the learning rate with Optuna and write the table, plot and CSV.
+
+The study is kept in ``--storage`` (default: a journal file in ``--out``), so running the same
+command again resumes it, and the same command on many machines with one PostgreSQL URL and
+``--study`` name joins one study.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import sys
+
+import click
+
+from lrkit.cli.output import writable_folder
+
+PRUNER_CHOICES = ("hyperband", "successive_halving", "median", "none")
+
+
+@click.command()
+@click.option("--task", help="Built-in task to train (see `lrkit tasks`).")
+@click.option("--entry", help="Your objective as module:function, called as function(lr, report) -> val_loss.")
+@click.option("--min-lr", type=click.FloatRange(min=0, min_open=True), help="Lowest LR (default: from the optimizer family).")
+@click.option("--max-lr", type=click.FloatRange(min=0, min_open=True), help="Highest LR (default: from the optimizer family).")
+@click.option("--trials", type=click.IntRange(min=1), default=20, show_default=True, help="Finished trials the study should hold.")
+@click.option("--sampler", type=click.Choice(["tpe", "random", "grid"]), default="tpe", show_default=True)
+@click.option("--pruner", type=click.Choice(PRUNER_CHOICES), default="hyperband", show_default=True)
+@click.option("--storage", help="Journal file path or database URL (default: OUT/sweep.journal).")
+@click.option("--study", "study_name", help="Study name to create or join (default: the task or entry name).")
+@click.option("--out", default="lrkit-sweep", show_default=True, type=click.Path(file_okay=False), help="Folder for sweep.csv and sweep.png.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes on this machine.")
+@click.option("--schedules", help="Also search the schedule kind, from these (comma-separated: constant, cosine, linear).")
+@click.option("--warmup-steps", help="With --schedules: warmup lengths to search (comma-separated, e.g. 0,30).")
+@click.option("--heartbeat", type=click.IntRange(min=1), default=60, show_default=True, help="Seconds between database heartbeats; a trial silent for twice that is retried.")
+def command(
+    task: str | None,
+    entry: str | None,
+    min_lr: float | None,
+    max_lr: float | None,
+    trials: int,
+    sampler: str,
+    pruner: str,
+    storage: str | None,
+    study_name: str | None,
+    out: str,
+    seed: int,
+    workers: int,
+    heartbeat: int,
+    schedules: str | None,
+    warmup_steps: str | None,
+) -> None:
+    """Search the learning rate (grid, random or TPE) with pruning, on one machine or many."""
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        raise click.UsageError("lrkit sweep needs Optuna: pip install 'lrkit[sweep]'") from None
+    from lrkit.sweeps import TaskObjective, mask_url
+    from lrkit.sweeps.search import make_plan, open_study
+    from lrkit.sweeps.storage import with_driver
+
+    if (task is None) == (entry is None):
+        raise click.UsageError("give exactly one of --task NAME or --entry module:function")
+    objective = TaskObjective(task, seed=seed) if task else load_entry(entry)
+    folder = writable_folder(out)
+    plan = make_plan(
+        objective, min_lr=min_lr, max_lr=max_lr, n_trials=trials, sampler=sampler,
+        pruner=None if pruner == "none" else pruner, storage=storage or str(folder / "sweep.journal"),
+        study=study_name or task or entry.rsplit(":", 1)[1], seed=seed, workers=workers,
+        prior_lr=None, heartbeat_seconds=heartbeat, schedules=_listed(schedules, str, "--schedules"),
+        warmup_steps=_listed(warmup_steps, int, "--warmup-steps"),
+    )
+    open_study(plan)  # fails fast (masked) on a storage it cannot reach or a mismatched study
+    click.echo(
+        f"study {plan.study!r} in {plan.spec.shown}: lr {plan.min_lr:.3g}..{plan.max_lr:.3g}, "
+        f"{plan.n_trials} trials, sampler {plan.sampler}, pruner {plan.pruner or 'none'}"
+    )
+    result = _run_with_progress(plan, workers)
+    _print_result(result)
+    csv_path, png_path = folder / "sweep.csv", folder / "sweep.png"
+    result.to_csv(csv_path)
+    if result.finished:
+        from lrkit.plots import save_figure
+
+        save_figure(result.plot(), png_path)
+    click.echo(f"wrote {csv_path} and {png_path}")
+    if plan.spec.kind == "journal":
+        click.echo(f"browse it: optuna-dashboard {plan.spec.target}")
+    else:
+        click.echo(f"browse it: optuna-dashboard {mask_url(with_driver(plan.spec.target))} (with your password)")
+
+
+def load_entry(entry: str):
+    """The function named by ``module:function`` (the current folder is importable)."""
+    module_name, _, name = entry.partition(":")
+    if not module_name or not name:
+        raise click.UsageError(f"--entry must look like module:function, got {entry!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise click.UsageError(f"--entry {entry!r}: cannot import {module_name!r}: {error}") from None
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise click.UsageError(f"--entry {entry!r}: {module_name} has no function {name!r}")
+    return function
+
+
+def _listed(text: str | None, kind: type, option: str) -> list | None:
+    if text is None:
+        return None
+    try:
+        return [kind(item.strip()) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise click.UsageError(f"{option} must be a comma-separated list of {kind.__name__}, got {text!r}") from None
+
+
+def _run_with_progress(plan, workers: int):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from lrkit.sweeps.search import run_plan
+
+    columns = (TextColumn("sweeping"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        job = bar.add_task("trials", total=plan.n_trials)
+        return run_plan(plan, workers=workers, progress=lambda done, total: bar.update(job, completed=done))
+
+
+def _print_result(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    best = result.best if any(row.state == "complete" for row in result.trials) else None
+    searched = any(row.schedule is not None for row in result.trials)
+    columns = ["trial", "lr", *(["schedule", "warmup"] if searched else []), "state", "val loss", "steps"]
+    table = Table(*columns, title=f"study {result.study!r}")
+    for row in sorted(result.trials, key=lambda row: row.lr):
+        state = row.state + (" (diverged)" if row.diverged else "")
+        if row.retry_of is not None:
+            state += f" (retry of #{row.retry_of})"
+        loss = "" if math.isnan(row.val_loss) else f"{row.val_loss:.4g}"
+        if row is best:
+            state += " (best)"
+        style = "bold green" if row is best else ("dim" if row.state != "complete" else None)
+        schedule = [row.schedule or "", "" if row.warmup_steps is None else str(row.warmup_steps)] if searched else []
+        steps = "" if row.steps is None else str(row.steps)
+        table.add_row(str(row.number), f"{row.lr:.3g}", *schedule, state, loss, steps, style=style)
+    Console().print(table)
+    if best is None:
+        click.echo("no complete trial yet")
+        return
+    schedule = f", schedule {best.schedule} with {best.warmup_steps} warmup steps" if best.schedule else ""
+    click.echo(f"best lr {best.lr:.4g}{schedule}: validation loss {best.val_loss:.4g} (trial #{best.number})")
+    if result.compute_fraction is not None:
+        click.echo(
+            f"steps spent {result.steps_spent:,}: {result.compute_fraction:.0%} of a full grid of "
+            f"{len(result.finished)} LRs x {result.full_steps:,} steps ({result.grid_steps:,})"
+        )
+

@@ -1,0 +1,158 @@
+"""Where a sweep's study lives: in memory, a journal file on one machine, or a database for many.
+
+A path (no ``://``) is an Optuna journal file guarded by a file lock: no server, safe for several
+processes on one machine. ``sqlite:///`` works for one worker only. Any other SQLAlchemy URL
+(``postgresql://``, ``mysql://``) is shared by workers on many machines, with heartbeats so that a
+killed worker's trial is failed and retried with the same parameters. Passwords never leave this
+module unmasked.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from lrkit import checks
+
+Kind = Literal["memory", "journal", "sqlite", "database"]
+DATABASE_SCHEMES = ("postgresql", "mysql", "mariadb", "oracle", "mssql")
+RETRIES = 2  # how many times a heartbeat-stale trial is run again before it stays failed
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    """A parsed ``storage`` argument: its kind and the path or URL it names."""
+
+    kind: Kind
+    target: str = ""
+
+    def __repr__(self) -> str:
+        return f"StorageSpec({self.kind!r}, {self.shown!r})"
+
+    @property
+    def shown(self) -> str:
+        """The storage as it may be printed or logged (password masked)."""
+        return "memory" if self.kind == "memory" else mask_url(self.target)
+
+    @property
+    def shared(self) -> bool:
+        """Whether several processes can work on one study in it."""
+        return self.kind in ("journal", "database")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (paths and password-less URLs unchanged)."""
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    name = user.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{name}:***@{host}"))
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` with every occurrence of ``url``'s password masked (for driver error messages)."""
+    password = urlsplit(url).password if "://" in url else None
+    text = text.replace(url, mask_url(url))
+    return text.replace(password, "***") if password else text
+
+
+def parse_storage(storage: str | Path | None) -> StorageSpec:
+    """Classify a ``storage`` argument (``None``, a file path, or a database URL)."""
+    if storage is None:
+        return StorageSpec("memory")
+    if isinstance(storage, Path):
+        return StorageSpec("journal", str(storage))
+    if not isinstance(storage, str) or not storage.strip():
+        raise TypeError(f"storage must be a file path or a database URL, got {storage!r}")
+    if "://" not in storage:
+        return StorageSpec("journal", storage)
+    scheme = urlsplit(storage).scheme.split("+", 1)[0].lower()
+    if scheme == "sqlite":
+        return StorageSpec("sqlite", storage)
+    if scheme in DATABASE_SCHEMES:
+        return StorageSpec("database", storage)
+    allowed = ", ".join(f"{name}://" for name in ("sqlite", *DATABASE_SCHEMES))
+    raise ValueError(
+        f"storage must be a file path or a database URL ({allowed}), got {mask_url(storage)!r}"
+    )
+
+
+def check_workers(spec: StorageSpec, workers: int) -> None:
+    """Refuse a storage that cannot be shared by ``workers`` processes, saying why."""
+    if workers <= 1:
+        return
+    if spec.kind == "sqlite":
+        raise ValueError(
+            f"storage {spec.shown} cannot be shared by workers={workers}: SQLite locks the whole "
+            "file on every write, so parallel workers fail with 'database is locked' and lose "
+            "trials; use a journal file (a plain path such as sweep.journal) on one machine, or a "
+            "PostgreSQL URL for many"
+        )
+    if spec.kind == "memory":
+        raise ValueError(
+            f"workers={workers} needs a storage that processes share: pass a journal file path "
+            "(such as sweep.journal) or a PostgreSQL URL"
+        )
+
+
+def open_storage(spec: StorageSpec, *, heartbeat_seconds: int = 60):
+    """The Optuna storage for ``spec`` (raises ``ConnectionError`` with the password masked)."""
+    import optuna
+
+    if spec.kind == "memory":
+        return optuna.storages.InMemoryStorage()
+    if spec.kind == "journal":
+        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+        path = Path(spec.target).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # the same lock file optuna-dashboard uses, so both can open the study at once
+        backend = JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
+        return optuna.storages.JournalStorage(backend)
+    return _open_database(spec.target, checks.integer("heartbeat_seconds", heartbeat_seconds, minimum=1))
+
+
+def with_driver(url: str) -> str:
+    """``postgresql://`` pinned to psycopg2 when psycopg 3 (SQLAlchemy's default) is missing."""
+    if not url.startswith("postgresql://") or importlib.util.find_spec("psycopg") is not None:
+        return url
+    return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+
+
+def _open_database(url: str, heartbeat_seconds: int):
+    import optuna
+    import sqlalchemy.exc
+
+    shown, url = mask_url(url), with_driver(url)
+    connect_args = {"connect_timeout": 10} if url.startswith("postgresql") else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=RETRIES)
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs={"connect_args": connect_args, "pool_pre_ping": True},
+                    heartbeat_interval=heartbeat_seconds,
+                    grace_period=2 * heartbeat_seconds,
+                    heartbeat_stale_trial_callback=retry,
+                )
+        except sqlalchemy.exc.IntegrityError:
+            # workers starting together race to create the tables; the loser retries
+            time.sleep(0.2 * (attempt + 1))
+        except ImportError as error:
+            raise ConnectionError(f"cannot open storage {shown}: {error} (pip install 'lrkit[sweep]')") from None
+        except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as error:
+            reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+            raise ConnectionError(f"cannot open storage {shown}: {scrub(reason, url)}") from None
+    raise ConnectionError(f"cannot open storage {shown}: tables could not be created")

@@ -1,0 +1,196 @@
+"""One sweep worker: runs trials of a shared study until it holds its target of finished trials.
+
+Any number of workers, on one machine or many, may run this loop on the same study. The target
+is exact: a worker whose new trial would go past it (counting the trials before it that have not
+failed) marks that trial failed unrun and stops, so N workers never overshoot. Workers wait while
+the last trials run elsewhere, so a trial whose worker dies is retried (same parameters) by one
+that is still alive: through Optuna's heartbeats on a database, and on a journal file by seeing
+that the owning process on this machine is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import socket
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import TrialState
+
+from lrkit import checks
+from lrkit.sweeps.objective import Objective
+from lrkit.sweeps.storage import RETRIES
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# user attributes lrkit keeps on each trial (visible in optuna-dashboard)
+WORKER = "lrkit_worker"  # host:pid:start-time of the process running it
+STEPS = "lrkit_steps"  # training steps the trial ran
+DIVERGED = "lrkit_diverged"
+SURPLUS = "lrkit_surplus"  # created after the target was reached; never ran
+
+
+class Surplus(Exception):
+    """Raised inside a trial that the study no longer needs (marks it failed, unrun)."""
+
+
+class Reporter:
+    """The ``report(step, value)`` an objective receives: records the value, prunes when told.
+
+    A non-finite value means the run diverged, so it is stopped (pruned) at once.
+    """
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        self._trial = trial
+        self.steps = 0
+
+    def __call__(self, step: int, value: float) -> None:
+        step = checks.integer("step", step, minimum=0)
+        value = float(value)
+        self.steps = max(self.steps, step + 1)
+        if not math.isfinite(value):
+            self._trial.set_user_attr(DIVERGED, True)
+            raise optuna.TrialPruned(f"validation loss {value} at step {step}")
+        self._trial.report(value, step + 1)  # Optuna's step: steps done, the pruners' resource
+        if self._trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at step {step}")
+
+    def spent(self, steps: int) -> None:
+        """Tell the sweep how many steps the trial really trained (default: last report + 1)."""
+        self.steps = checks.integer("steps", steps, minimum=0)
+
+
+@dataclass(frozen=True)
+class TrialRunner:
+    """The Optuna objective around a user's ``train(lr, report)``: claims a slot, then trains."""
+
+    objective: Objective
+    min_lr: float
+    max_lr: float
+    target: int
+    schedules: tuple[str, ...] | None = None
+    warmup_steps: tuple[int, ...] = (0,)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr(WORKER, process_id())
+        trials = trial.study.get_trials(deepcopy=False)
+        ahead = sum(1 for other in trials if other.number < trial.number and other.state != TrialState.FAIL)
+        if ahead >= self.target:
+            trial.set_user_attr(SURPLUS, True)
+            raise Surplus(f"the study already holds {self.target} trials")
+        lr = trial.suggest_float("lr", self.min_lr, self.max_lr, log=True)
+        options = {}
+        if self.schedules is not None:
+            options["schedule"] = trial.suggest_categorical("schedule", self.schedules)
+            options["warmup_steps"] = trial.suggest_categorical("warmup_steps", self.warmup_steps)
+        reporter = Reporter(trial)
+        try:
+            value = float(self.objective(lr, reporter, **options))
+        finally:
+            trial.set_user_attr(STEPS, reporter.steps)
+        if not math.isfinite(value):
+            trial.set_user_attr(DIVERGED, True)
+            return math.inf  # a result (the worst), not a failure to retry
+        return value
+
+
+def run_worker(
+    study: optuna.Study,
+    runner: TrialRunner,
+    *,
+    reclaim: Callable[[optuna.Study], None],
+    on_progress: Callable[[int], None] | None = None,
+    poll_seconds: float = 0.5,
+) -> None:
+    """Run trials until ``runner.target`` trials of ``study`` are complete or pruned."""
+    last = -1
+    with quiet_optuna():
+        reclaim(study)  # a crashed run's trials first, so a resume retries them before new ones
+        while True:
+            trials = study.get_trials(deepcopy=False)
+            finished = sum(1 for trial in trials if trial.state in FINISHED)
+            if on_progress is not None and finished != last:
+                on_progress(finished)
+                last = finished
+            if finished >= runner.target:
+                return
+            waiting = any(trial.state == TrialState.WAITING for trial in trials)
+            live = sum(1 for trial in trials if trial.state != TrialState.FAIL)
+            if waiting or live < runner.target:
+                study.optimize(runner, n_trials=1, catch=(Surplus,), gc_after_trial=False)
+            else:
+                time.sleep(poll_seconds)  # the last trials run elsewhere; retry them if they die
+                reclaim(study)
+
+
+def reclaim_stale(study: optuna.Study) -> None:
+    """Fail (and retry) database trials whose worker stopped sending heartbeats."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def reclaim_dead(study: optuna.Study) -> None:
+    """Fail (and retry) journal trials left running by a process of this machine that is gone."""
+    host = socket.gethostname()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = str(trial.user_attrs.get(WORKER, ""))
+        if not owner.startswith(f"{host}:") or process_alive(owner):
+            continue
+        try:
+            study.tell(trial.number, state=TrialState.FAIL)
+        except RuntimeError:  # another worker failed it first, and retries it
+            continue
+        retry_trial(study, trial)
+
+
+def retry_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=RETRIES)(study, trial)
+
+
+def process_id(pid: int | None = None) -> str:
+    """``host:pid:start`` naming a process uniquely on this machine (start time guards pid reuse)."""
+    pid = os.getpid() if pid is None else pid
+    _, started = _proc_stat(pid)
+    return f"{socket.gethostname()}:{pid}:{started}"
+
+
+def process_alive(owner: str) -> bool:
+    """Whether the process ``owner`` (from ``process_id``, on this machine) still runs."""
+    _, pid_text, started = owner.rsplit(":", 2)
+    pid = int(pid_text)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    state, now_started = _proc_stat(pid)
+    return state != "Z" and now_started == started
+
+
+def _proc_stat(pid: int) -> tuple[str, str]:
+    """A process's state letter and start time from /proc (``("?", "")`` where there is none)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return "?", ""
+    return fields[0], fields[19]
+
+
+@contextlib.contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Silence Optuna's per-trial log lines (lrkit reports progress itself), then restore them."""
+    previous = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(previous)

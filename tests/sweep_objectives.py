@@ -1,0 +1,47 @@
+"""Tiny sweep objectives for the sweep tests: a known best LR (1e-2), and no real training.
+
+They live in a module of their own so worker processes (``--entry sweep_objectives:quick``) can
+import them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+
+def bowl(lr: float, report) -> float:
+    """Validation loss falls over 4 reports toward ``(log10(lr) + 2)**2``: best at lr = 1e-2."""
+    final = (math.log10(lr) + 2) ** 2
+    for step in range(4):
+        report(step * 25 + 24, final + 1.0 / (step + 1))
+    return final
+
+
+def quick(lr: float, report) -> float:
+    """``bowl``'s final loss after about 0.1 s, reporting nothing. With LRKIT_TEST_RENDEZVOUS=folder:count, a process's first call
+    waits until ``count`` processes have checked in, so every worker of a test takes part."""
+    rendezvous = os.environ.get("LRKIT_TEST_RENDEZVOUS")
+    if rendezvous:
+        folder, count = rendezvous.rsplit(":", 1)
+        mine = Path(folder) / str(os.getpid())
+        if not mine.exists():
+            mine.touch()
+            deadline = time.monotonic() + 300
+            while len(list(Path(folder).iterdir())) < int(count) and time.monotonic() < deadline:
+                time.sleep(0.05)
+    time.sleep(0.1)
+    return (math.log10(lr) + 2) ** 2
+
+
+def hang_once(lr: float, report) -> float:
+    """Like ``quick``, but the first call in a process started with LRKIT_TEST_HANG=path writes
+    its LR to that path and hangs, for a test to kill it mid-trial."""
+    marker = os.environ.get("LRKIT_TEST_HANG")
+    if marker and not Path(marker).exists():
+        report(24, 5.0)
+        Path(marker).write_text(repr(lr))
+        time.sleep(600)
+    return quick(lr, report)

@@ -1,0 +1,397 @@
+"""LR sweeps on Optuna: search, pruning, storage (journal file, real PostgreSQL), crash recovery, CLI."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from optuna.trial import TrialState
+
+import lrkit
+from lrkit.cli.app import main
+from lrkit.sweeps import (
+    SCHEDULE_KINDS,
+    TaskObjective,
+    build_schedule,
+    default_bounds,
+    grid_lrs,
+    mask_url,
+)
+from lrkit.sweeps.storage import open_storage, parse_storage
+from lrkit.sweeps.worker import WORKER
+from postgres import free_port, postgres_cluster
+from sweep_objectives import bowl, quick
+
+TESTS = Path(__file__).parent
+WORKER_ENV = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    with postgres_cluster() as url:
+        yield url
+
+
+STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def stop_leftover_workers():
+    """A failing test must not leave its worker processes running."""
+    yield
+    while STARTED:
+        process = STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def start(*command: str, env: dict | None = None) -> subprocess.Popen:
+    process = subprocess.Popen(
+        list(command), env={**WORKER_ENV, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    STARTED.append(process)
+    return process
+
+
+def cli_worker(*args: str, env: dict | None = None) -> subprocess.Popen:
+    """``lrkit sweep ARGS`` in a process of its own (a worker as another machine would run it)."""
+    code = "import sys; from lrkit.cli.app import main; sys.exit(main(sys.argv[1:]))"
+    return start(sys.executable, "-c", code, "sweep", *args, env=env)
+
+
+def load(storage: str | Path, study: str) -> optuna.Study:
+    return optuna.load_study(study_name=study, storage=open_storage(parse_storage(storage)))
+
+
+def wait_for(path: Path, process: subprocess.Popen, seconds: float = 300) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+# --- search -----------------------------------------------------------------------------------
+
+
+def test_tpe_sweep_finds_the_best_lr_and_repeats_for_a_seed():
+    first = lrkit.sweep(bowl, min_lr=1e-5, max_lr=1.0, n_trials=16, pruner=None, seed=3)
+    again = lrkit.sweep(bowl, min_lr=1e-5, max_lr=1.0, n_trials=16, pruner=None, seed=3)
+    assert len(first.finished) == 16
+    assert abs(math.log10(first.best_lr) + 2) < 0.5  # bowl's minimum is at 1e-2
+    assert first.best_loss == min(row.val_loss for row in first.trials)
+    assert first.to_csv() == again.to_csv()
+    assert repr(first).startswith(f"SweepResult(best_lr={first.best_lr:.3g}, best_loss=")
+    assert all(1e-5 <= row.lr <= 1.0 for row in first.trials)
+
+
+def test_random_and_tpe_draw_differently_per_seed():
+    one = lrkit.sweep(bowl, min_lr=1e-5, max_lr=1.0, n_trials=5, sampler="random", pruner=None, seed=0)
+    two = lrkit.sweep(bowl, min_lr=1e-5, max_lr=1.0, n_trials=5, sampler="random", pruner=None, seed=1)
+    assert [row.lr for row in one.trials] != [row.lr for row in two.trials]
+
+
+def test_grid_sampler_tries_a_log_spaced_grid_over_the_range():
+    result = lrkit.sweep(bowl, min_lr=1e-4, max_lr=1.0, n_trials=5, sampler="grid", pruner=None)
+    assert [row.lr for row in result.trials] == pytest.approx([1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+    assert result.best_lr == pytest.approx(1e-2)
+    assert grid_lrs(1e-3, 1e-1, 1) == pytest.approx([1e-2])
+
+
+@pytest.mark.parametrize("pruner", ["hyperband", "successive_halving", "median"])
+def test_pruners_stop_bad_lrs_early_and_cost_less_than_a_grid(pruner):
+    result = lrkit.sweep(bowl, min_lr=1e-5, max_lr=1.0, n_trials=24, sampler="random", pruner=pruner)
+    pruned = [row for row in result.trials if row.state == "pruned"]
+    assert pruned, "no trial was pruned"
+    assert all(row.steps < 100 for row in pruned)
+    assert result.full_steps == 100
+    assert result.grid_steps == 24 * 100
+    assert result.steps_spent < result.grid_steps
+    assert result.compute_fraction == pytest.approx(result.steps_spent / result.grid_steps)
+    assert ",pruned," in result.to_csv()
+    assert result.best.state == "complete"
+
+
+def test_the_task_lr_is_tried_first_and_bounds_come_from_the_optimizer_family():
+    task = lrkit.get_task("cancer-logreg")
+    objective = TaskObjective("cancer-logreg")
+    assert objective.prior_lr == task.default_lr
+    low, high = objective.bounds
+    assert low < task.default_lr < high
+    assert default_bounds("Adam") == (1e-5, 1e-1)
+    assert default_bounds("SGD(momentum=0.9)") == (1e-4, 1.0)
+    assert default_bounds("Shampoo", 0.5) == (0.005, 50.0)
+    result = lrkit.sweep(lambda lr, report: bowl(lr, report), min_lr=1e-4, max_lr=1.0, n_trials=2, prior_lr=3e-3)
+    assert result.trials[0].lr == pytest.approx(3e-3)
+
+
+def test_a_non_finite_loss_stops_the_trial_as_diverged():
+    def blows_up_above_0_1(lr, report):
+        for step in range(5):
+            report(step, math.nan if lr > 0.1 and step >= 1 else 1.0 + lr)
+        return 1.0 + lr
+
+    result = lrkit.sweep(blows_up_above_0_1, min_lr=0.2, max_lr=1.0, n_trials=2, sampler="random", pruner=None)
+    assert all(row.diverged and row.state == "pruned" and row.steps == 2 for row in result.trials)
+    with pytest.raises(ValueError, match="no complete trial"):
+        result.best  # noqa: B018
+
+    def ends_in_nan_above_0_1(lr, report):
+        return math.nan if lr > 0.1 else 1.0 + lr
+
+    result = lrkit.sweep(ends_in_nan_above_0_1, min_lr=1e-3, max_lr=1.0, n_trials=6, sampler="grid", pruner=None)
+    assert [(row.state, row.diverged, row.val_loss) for row in result.trials if row.lr > 0.1] == [
+        ("complete", True, math.inf)
+    ] * 2  # the worst result, not a failure to retry
+    assert result.best_lr == pytest.approx(1e-3)
+
+
+def test_plot_shows_loss_against_log_lr_with_pruned_trials(tmp_path):
+    result = lrkit.sweep(bowl, min_lr=1e-5, max_lr=1.0, n_trials=16, sampler="random", pruner="median")
+    figure = result.plot()
+    ax = figure.axes[0]
+    assert ax.get_xscale() == "log"
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert any(label.startswith("pruned") for label in labels)
+    assert any(label.startswith("best") for label in labels)
+    path = lrkit.plots.save_figure(figure, tmp_path / "sweep.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_schedule_kind_and_warmup_are_searched_with_the_lr():
+    seen = []
+
+    def train(lr, report, *, schedule, warmup_steps):
+        seen.append((schedule, warmup_steps))
+        return bowl(lr, report) + {"constant": 1.0, "cosine": 0.0}[schedule] + warmup_steps / 100
+
+    result = lrkit.sweep(train, min_lr=1e-4, max_lr=1.0, n_trials=12, sampler="random", pruner=None,
+                         schedules=["constant", "cosine"], warmup_steps=[0, 50])
+    assert {(row.schedule, row.warmup_steps) for row in result.trials} == set(seen)
+    assert set(seen) == {("constant", 0), ("constant", 50), ("cosine", 0), ("cosine", 50)}
+    assert (result.best.schedule, result.best.warmup_steps) == ("cosine", 0)
+    assert result.to_csv().splitlines()[0].endswith(",schedule,warmup_steps")
+    with pytest.raises(ValueError, match="schedules must be one of 'constant', 'cosine', 'linear'; got 'step'"):
+        lrkit.sweep(train, min_lr=1e-4, max_lr=1.0, schedules=["step"])
+    with pytest.raises(ValueError, match="warmup_steps needs schedules"):
+        lrkit.sweep(train, min_lr=1e-4, max_lr=1.0, warmup_steps=[10])
+
+
+@given(
+    kind=st.sampled_from(SCHEDULE_KINDS),
+    peak=st.floats(1e-6, 10.0),
+    steps=st.integers(2, 5000),
+    warmup=st.floats(0.0, 0.99),
+)
+def test_built_schedules_warm_up_to_the_peak_and_never_pass_it(kind, peak, steps, warmup):
+    warmup_steps = min(int(warmup * steps), steps - 1)
+    schedule = build_schedule(kind, peak, steps, warmup_steps)
+    values = schedule(np.arange(steps + 1))
+    assert values.max() <= peak * (1 + 1e-9)
+    assert schedule(warmup_steps) == pytest.approx(peak)
+    assert values.min() >= 0
+    if warmup_steps:
+        assert values[0] < peak and np.all(np.diff(values[: warmup_steps + 1]) >= 0)
+    if kind != "constant":
+        assert values[-1] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match=f"warmup_steps must be < steps={steps}"):
+        build_schedule(kind, peak, steps, steps)
+
+
+# --- storage: journal file, resume, crash recovery ----------------------------------------------
+
+
+def test_running_again_resumes_and_counts_finished_trials(tmp_path):
+    journal = tmp_path / "sweep.journal"
+    first = lrkit.sweep(bowl, min_lr=1e-5, max_lr=1.0, n_trials=5, storage=journal, study="s")
+    more = lrkit.sweep(bowl, min_lr=1e-5, max_lr=1.0, n_trials=8, storage=journal, study="s")
+    assert len(first.finished) == 5 and len(more.finished) == 8
+    assert more.trials[:5] == first.trials
+    done = lrkit.sweep(bowl, min_lr=1e-5, max_lr=1.0, n_trials=8, storage=journal, study="s")
+    assert done.trials == more.trials  # nothing left to do
+    with pytest.raises(ValueError, match="was made with min_lr=1e-05"):
+        lrkit.sweep(bowl, min_lr=1e-4, max_lr=1.0, n_trials=8, storage=journal, study="s")
+
+
+def test_embedded_default_with_two_processes_loses_nothing(tmp_path, monkeypatch):
+    folder = tmp_path / "rendezvous"
+    folder.mkdir()
+    monkeypatch.setenv("LRKIT_TEST_RENDEZVOUS", f"{folder}:2")
+    journal = tmp_path / "sweep.journal"
+    result = lrkit.sweep(quick, min_lr=1e-5, max_lr=1.0, n_trials=16, pruner=None, storage=journal, workers=2)
+    study = load(journal, "lrkit-sweep")
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 16 == len(result.finished)
+    assert len({trial.number for trial in complete}) == 16
+    assert len({trial.user_attrs[WORKER] for trial in complete}) == 2
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+
+
+def test_journal_trial_of_a_killed_process_is_retried_with_the_same_lr(tmp_path):
+    journal, marker = tmp_path / "sweep.journal", tmp_path / "hung"
+    args = ["--entry", "sweep_objectives:hang_once", "--min-lr", "1e-5", "--max-lr", "1", "--trials", "4",
+            "--sampler", "random", "--pruner", "none", "--storage", str(journal), "--study", "s", "--out", str(tmp_path)]
+    worker = cli_worker(*args, env={"LRKIT_TEST_HANG": str(marker)})
+    wait_for(marker, worker)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    result = lrkit.sweep(quick, min_lr=1e-5, max_lr=1.0, n_trials=4, sampler="random", pruner=None,
+                         storage=journal, study="s")
+    lost = float(marker.read_text())
+    failed = [row for row in result.trials if row.state == "failed"]
+    assert [row.lr for row in failed] == [lost]
+    retried = [row for row in result.trials if row.retry_of == failed[0].number]
+    assert [(row.lr, row.state) for row in retried] == [(lost, "complete")]
+    assert len(result.finished) == 4
+
+
+# --- storage: many workers on one real PostgreSQL study -----------------------------------------
+
+
+def test_four_workers_fill_one_postgres_study_exactly(postgres_url, tmp_path):
+    """Three workers through the API and one through the CLI, as four machines would run them."""
+    rendezvous = tmp_path / "rendezvous"
+    rendezvous.mkdir()
+    env = {"LRKIT_TEST_RENDEZVOUS": f"{rendezvous}:4"}
+    code = ("import sys, lrkit, sweep_objectives; lrkit.sweep(sweep_objectives.quick, min_lr=1e-5, max_lr=1.0, "
+            "n_trials=40, sampler='random', pruner=None, storage=sys.argv[1], study='four')")
+    workers = [start(sys.executable, "-c", code, postgres_url, env=env) for _ in range(3)]
+    workers.append(
+        cli_worker("--entry", "sweep_objectives:quick", "--min-lr", "1e-5", "--max-lr", "1", "--trials", "40",
+                   "--sampler", "random", "--pruner", "none", "--storage", postgres_url, "--study", "four",
+                   "--out", str(tmp_path), env=env)
+    )
+    outputs = [worker.communicate(timeout=600) for worker in workers]
+    assert [worker.returncode for worker in workers] == [0] * 4, outputs
+    study = load(postgres_url, "four")
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 40
+    assert len({trial.number for trial in complete}) == 40
+    assert len({trial.user_attrs[WORKER] for trial in complete}) == 4
+    assert len({trial.params["lr"] for trial in complete}) == 40  # workers never drew the same LR
+    cli_stdout, cli_stderr = outputs[-1]
+    assert "study 'four' in postgresql://lrkit:***@127.0.0.1:" in cli_stdout
+    assert "optuna-dashboard postgresql+psycopg2://lrkit:***@127.0.0.1:" in cli_stdout
+    assert "Pw-" not in cli_stdout + cli_stderr
+    assert len((tmp_path / "sweep.csv").read_text().splitlines()) == 41
+
+
+def test_killed_postgres_worker_trial_is_failed_by_heartbeat_and_retried(postgres_url, tmp_path):
+    marker = tmp_path / "hung"
+    worker = cli_worker("--entry", "sweep_objectives:hang_once", "--min-lr", "1e-5", "--max-lr", "1", "--trials", "5",
+                        "--sampler", "tpe", "--pruner", "none", "--storage", postgres_url, "--study", "killed",
+                        "--heartbeat", "1", "--out", str(tmp_path), env={"LRKIT_TEST_HANG": str(marker)})
+    wait_for(marker, worker)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    result = lrkit.sweep(quick, min_lr=1e-5, max_lr=1.0, n_trials=5, pruner=None, storage=postgres_url,
+                         study="killed", heartbeat_seconds=1)
+    lost = float(marker.read_text())
+    study = load(postgres_url, "killed")
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert [trial.params["lr"] for trial in failed] == [lost]
+    retried = [trial for trial in study.get_trials() if trial.system_attrs.get("failed_trial") == failed[0].number]
+    assert [(trial.params["lr"], trial.state) for trial in retried] == [(lost, TrialState.COMPLETE)]
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 5 == len(result.finished)
+
+
+# --- storage arguments and passwords ------------------------------------------------------------
+
+
+def test_sqlite_is_refused_for_several_workers_with_the_reason(tmp_path):
+    with pytest.raises(ValueError, match="SQLite locks the whole file"):
+        lrkit.sweep(quick, min_lr=1e-4, max_lr=1.0, storage=f"sqlite:///{tmp_path}/s.db", workers=2)
+    with pytest.raises(ValueError, match="workers=2 needs a storage that processes share"):
+        lrkit.sweep(quick, min_lr=1e-4, max_lr=1.0, workers=2)
+    one = lrkit.sweep(bowl, min_lr=1e-4, max_lr=1.0, n_trials=2, storage=f"sqlite:///{tmp_path}/s.db")
+    assert len(one.finished) == 2
+
+
+def test_unknown_storage_scheme_is_refused_without_its_password():
+    with pytest.raises(ValueError, match="redis://u:\\*\\*\\*@host") as error:
+        parse_storage("redis://u:hunter2@host/0")
+    assert "hunter2" not in str(error.value)
+
+
+@given(
+    user=st.text("abcdefghij_", min_size=1, max_size=8),
+    password=st.text("KLMNOPQRSTUVWXYZ0123456789!$-.~", min_size=1, max_size=16),
+    host=st.sampled_from(["db.example.org", "127.0.0.1:5432", "[::1]:6543"]),
+    scheme=st.sampled_from(["postgresql", "postgresql+psycopg2", "mysql"]),
+)
+def test_mask_url_never_shows_the_password(user, password, host, scheme):
+    url = f"{scheme}://{user}:{password}@{host}/sweeps"
+    shown = mask_url(url)
+    assert password not in shown.split("@")[0].split("//")[1]
+    assert shown == f"{scheme}://{user}:***@{host}/sweeps"
+    assert password not in repr(parse_storage(url)).split("@")[0].split("//")[1]
+    assert mask_url(f"{scheme}://{host}/db") == f"{scheme}://{host}/db"
+
+
+# --- CLI ----------------------------------------------------------------------------------------
+
+
+def test_cli_sweeps_a_built_in_task_and_writes_table_plot_and_csv(tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["sweep", "--task", "cancer-logreg", "--trials", "3", "--pruner", "none", "--out", str(out),
+            "--schedules", "constant,cosine", "--warmup-steps", "0,40"]
+    code = main(args)
+    stdout = capsys.readouterr().out
+    assert code == 0
+    assert "best lr" in stdout and "steps spent" in stdout and "(best)" in stdout
+    assert f"optuna-dashboard {out / 'sweep.journal'}" in stdout
+    lines = (out / "sweep.csv").read_text().splitlines()
+    assert lines[0] == "number,lr,state,val_loss,steps,diverged,retry_of,schedule,warmup_steps"
+    assert lines[1].startswith("0,0.01,complete,")  # the task's own LR goes first
+    assert len(lines) == 4
+    assert all(line.split(",")[-2] in ("constant", "cosine") for line in lines[1:])
+    assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(args) == 0  # run again: the study is complete, nothing new trains
+    assert (out / "sweep.csv").read_text().splitlines() == lines
+
+
+ENTRY = ["--entry", "sweep_objectives:bowl", "--min-lr", "1e-4", "--max-lr", "1"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([*ENTRY, "--min-lr", "1", "--max-lr", "0.1"], "min_lr must be < max_lr, got min_lr=1.0 >= max_lr=0.1"),
+        ([*ENTRY, "--min-lr", "0"], "'--min-lr': 0.0 is not in the range x>0"),
+        ([*ENTRY, "--max-lr", "-1"], "'--max-lr': -1.0 is not in the range x>0"),
+        ([*ENTRY, "--trials", "0"], "'--trials': 0 is not in the range x>=1"),
+        ([*ENTRY, "--sampler", "bayes"], "'--sampler': 'bayes' is not one of 'tpe', 'random', 'grid'"),
+        ([*ENTRY, "--pruner", "asha"], "'--pruner': 'asha' is not one of 'hyperband', 'successive_halving'"),
+        ([*ENTRY, "--task", "cancer-logreg"], "give exactly one of --task NAME or --entry module:function"),
+        ([], "give exactly one of --task NAME or --entry module:function"),
+        (["--entry", "nowhere:f"], "--entry 'nowhere:f': cannot import 'nowhere'"),
+        (["--task", "mnist"], "unknown task 'mnist'; known tasks:"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(args, message, tmp_path, capsys):
+    assert main(["sweep", "--out", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lrkit: error: ") and err.count("\n") == 1
+    assert message in err
+
+
+def test_cli_unreachable_storage_is_one_line_without_the_password(tmp_path, capsys):
+    url = f"postgresql://sweeper:Hidden-42@127.0.0.1:{free_port()}/sweeps"
+    args = ["sweep", "--entry", "sweep_objectives:bowl", "--min-lr", "1e-4", "--max-lr", "1", "--storage", url,
+            "--out", str(tmp_path)]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("lrkit: error: cannot open storage postgresql://sweeper:***@127.0.0.1:")
+    assert captured.err.count("\n") == 1
+    assert "Hidden-42" not in captured.err + captured.out
