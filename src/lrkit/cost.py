@@ -1,0 +1,165 @@
+"""What a learning-rate choice costs: steps and time to reach a target loss, and the money saved.
+
+Pure NumPy on Traces. A run "reaches" a target when the moving mean of its training loss first
+falls to it (a mean, so one lucky batch does not count). Time comes from each run's measured
+seconds per step (``trace.meta["seconds"]`` over its steps, or ``meta["seconds_per_step"]``);
+steps spent choosing the rate (a range test) are charged to the chosen run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lrkit import checks
+from lrkit.trace import Trace
+
+WINDOW = 10  # steps in the moving mean that decides when a target is reached
+
+
+def moving_mean(loss: np.ndarray, window: int = WINDOW) -> np.ndarray:
+    """Mean of the last ``window`` losses at each step (fewer at the start); NaN after a non-finite loss."""
+    window = checks.integer("window", window, minimum=1)
+    loss = np.asarray(loss, dtype=float)
+    finite = np.isfinite(loss)
+    cut = len(loss) if finite.all() else int(np.argmin(finite))
+    sums = np.concatenate([[0.0], np.cumsum(loss[:cut])])
+    index = np.arange(cut)
+    low = np.maximum(0, index + 1 - window)
+    means = (sums[index + 1] - sums[low]) / (index + 1 - low)
+    return np.concatenate([means, np.full(len(loss) - cut, np.nan)])
+
+
+def steps_to_target(trace: Trace, target: float, *, window: int = WINDOW) -> int | None:
+    """The first step (counted from the run's start) whose moving-mean loss is <= ``target``."""
+    target = checks.finite("target", target)
+    means = moving_mean(trace.loss, window)
+    reached = np.flatnonzero(means <= target)
+    return int(reached[0]) + 1 if len(reached) else None
+
+
+def seconds_per_step(trace: Trace) -> float | None:
+    """Measured wall time per step from the trace's metadata, if it was recorded."""
+    meta = trace.meta
+    if "seconds_per_step" in meta:
+        return checks.non_negative("seconds_per_step", meta["seconds_per_step"])
+    if "seconds" in meta and len(trace):
+        return checks.non_negative("seconds", meta["seconds"]) / len(trace)
+    return None
+
+
+@dataclass(frozen=True)
+class RunCost:
+    """One run against the target: steps to reach it (None: never), its length and step time."""
+
+    steps: int | None
+    run_steps: int
+    seconds_per_step: float | None
+
+    @property
+    def seconds(self) -> float | None:
+        if self.steps is None or self.seconds_per_step is None:
+            return None
+        return self.steps * self.seconds_per_step
+
+
+@dataclass(frozen=True)
+class CostComparison:
+    """The chosen LR against a baseline (for example the default LR) at one target loss.
+
+    ``steps_saved`` charges ``search_steps`` (the range test) to the chosen run. When the baseline
+    never reaches the target, its whole run is used and ``at_least`` is True: the saving is a
+    lower bound. When the chosen run never reaches it, nothing is saved (``None``).
+    """
+
+    target_loss: float
+    chosen: RunCost
+    baseline: RunCost
+    search_steps: int = 0
+    price_per_gpu_hour: float | None = None
+
+    @property
+    def at_least(self) -> bool:
+        return self.baseline.steps is None
+
+    @property
+    def chosen_total_steps(self) -> int | None:
+        return None if self.chosen.steps is None else self.chosen.steps + self.search_steps
+
+    @property
+    def baseline_steps(self) -> int:
+        return self.baseline.run_steps if self.baseline.steps is None else self.baseline.steps
+
+    @property
+    def steps_saved(self) -> int | None:
+        total = self.chosen_total_steps
+        return None if total is None else self.baseline_steps - total
+
+    @property
+    def speedup(self) -> float | None:
+        """Baseline steps / chosen steps (search included): how many times faster the choice is."""
+        total = self.chosen_total_steps
+        return None if not total else self.baseline_steps / total
+
+    @property
+    def seconds_saved(self) -> float | None:
+        total = self.chosen_total_steps
+        chosen_rate, baseline_rate = self.chosen.seconds_per_step, self.baseline.seconds_per_step
+        if total is None or chosen_rate is None or baseline_rate is None:
+            return None
+        return self.baseline_steps * baseline_rate - total * chosen_rate
+
+    @property
+    def gpu_hours_saved(self) -> float | None:
+        seconds = self.seconds_saved
+        return None if seconds is None else seconds / 3600
+
+    @property
+    def money_saved(self) -> float | None:
+        hours = self.gpu_hours_saved
+        if hours is None or self.price_per_gpu_hour is None:
+            return None
+        return hours * self.price_per_gpu_hour
+
+
+def compare_cost(
+    chosen: Trace,
+    baseline: Trace,
+    *,
+    target_loss: float | None = None,
+    search_steps: int = 0,
+    price_per_gpu_hour: float | None = None,
+    window: int = WINDOW,
+) -> CostComparison:
+    """Steps, time and money to reach ``target_loss`` with the chosen run against the baseline.
+
+    The default target is the higher of the two runs' final (moving-mean) losses, so both get
+    there and the comparison is about speed; a run that failed (ended non-finite, or no lower
+    than it began) does not set it, and so never reaches it.
+    """
+    for name, trace in (("chosen", chosen), ("baseline", baseline)):
+        if not isinstance(trace, Trace):
+            raise TypeError(f"{name} must be a Trace, got {type(trace).__name__}")
+    search_steps = checks.integer("search_steps", search_steps, minimum=0)
+    if price_per_gpu_hour is not None:
+        price_per_gpu_hour = checks.non_negative("price_per_gpu_hour", price_per_gpu_hour)
+    if target_loss is None:
+        target_loss = _shared_final(chosen, baseline, window)
+    target_loss = checks.finite("target_loss", target_loss)
+    costs = [
+        RunCost(steps_to_target(trace, target_loss, window=window), len(trace), seconds_per_step(trace))
+        for trace in (chosen, baseline)
+    ]
+    return CostComparison(target_loss, costs[0], costs[1], search_steps, price_per_gpu_hour)
+
+
+def _shared_final(chosen: Trace, baseline: Trace, window: int) -> float:
+    finals = []
+    for trace in (chosen, baseline):
+        means = moving_mean(trace.loss, window)
+        if len(means) and np.isfinite(means[-1]) and means[-1] < trace.loss[0]:
+            finals.append(float(means[-1]))
+    if not finals:
+        raise ValueError("target_loss cannot be chosen: neither run ended below where it began; pass target_loss")
+    return max(finals)

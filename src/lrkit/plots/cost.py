@@ -1,0 +1,43 @@
+"""The cost figure: the chosen and the baseline run racing to the same target loss."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from lrkit.cost import CostComparison, moving_mean
+from lrkit.plots.curves import new_axes
+from lrkit.trace import Trace
+
+
+def plot_cost(
+    chosen: Trace,
+    baseline: Trace,
+    comparison: CostComparison,
+    *,
+    labels: tuple[str, str] = ("chosen", "baseline"),
+    ax: Axes | None = None,
+) -> Figure:
+    """Both runs' moving-mean loss against step, the target line, and where each reached it."""
+    figure, ax = new_axes(ax)
+    for trace, cost, label, color in zip(
+        (chosen, baseline), (comparison.chosen, comparison.baseline), labels, ("C2", "C0"), strict=True
+    ):
+        steps = np.arange(1, len(trace) + 1)
+        ax.plot(steps, trace.loss, color=color, linewidth=0.6, alpha=0.35)
+        reached = "never" if cost.steps is None else f"{cost.steps} steps"
+        ax.plot(steps, moving_mean(trace.loss), color=color, linewidth=1.8, label=f"{label}: {reached}")
+        if cost.steps is not None:
+            ax.axvline(cost.steps, color=color, linestyle="--", linewidth=1)
+    ax.axhline(comparison.target_loss, color="0.3", linestyle="-.", linewidth=1,
+               label=f"target loss {comparison.target_loss:.3g}")
+    finite = np.concatenate([t.loss[np.isfinite(t.loss)] for t in (chosen, baseline)])
+    if len(finite) and finite.min() > 0 and finite.max() / finite.min() > 20:
+        ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("training loss (moving mean bold)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=9)
+    ax.set_title("steps to reach the target loss")
+    return figure

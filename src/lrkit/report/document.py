@@ -1,0 +1,333 @@
+"""The report as one self-contained HTML page: the range test, the schedule, the training curves
+with their diagnosis, guard events and what the LR choice costs.
+
+Charts are lrkit's own matplotlib figures, embedded as SVG data URIs: no script, no network, and
+the file opens anywhere. Nothing in it depends on the time or machine it was made on.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import matplotlib
+import numpy as np
+from matplotlib import pyplot as plt
+from matplotlib.figure import Figure
+
+from lrkit import checks
+from lrkit.cost import CostComparison, compare_cost, seconds_per_step
+from lrkit.diagnosis import MIN_POINTS, Diagnosis, diagnose
+from lrkit.plots import plot_diagnosis, plot_finder, plot_schedule, plot_traces
+from lrkit.plots.cost import plot_cost
+from lrkit.schedules import Schedule, parse
+from lrkit.suggest import Suggestion, suggest
+from lrkit.trace import Trace
+
+EVIDENCE_SHOWN = ("start", "best", "best_step", "end", "spike_count", "noise_to_progress", "trend", "late_rise")
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1000px; margin: 1.5rem auto; padding: 0 1rem; color: #222; }
+h1 { font-size: 1.6rem; } h2 { font-size: 1.25rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
+h3 { font-size: 1.05rem; }
+img.chart { width: 100%; max-width: 960px; height: auto; display: block; margin: 0.5rem 0; }
+table { border-collapse: collapse; margin: 0.5rem 0; font-size: 0.9rem; }
+td, th { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: left; }
+th { background: #f4f4f4; }
+.verdict { font-weight: 600; } .note { color: #555; } code { background: #f4f4f4; padding: 0 0.2rem; }
+"""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run in the report: a label and its Trace."""
+
+    label: str
+    trace: Trace
+
+
+@dataclass(frozen=True)
+class RangeTest:
+    """A range-test Trace with lrkit's suggestion for it (what ``plot_finder`` draws)."""
+
+    trace: Trace
+    suggestion: Suggestion
+
+
+def as_trace(run: Any, name: str) -> Trace:
+    """A Trace from a Trace or a result that holds one (``.trace``); a result's ``.seconds`` is kept."""
+    if isinstance(run, Trace):
+        return run
+    trace = getattr(run, "trace", None)
+    if not isinstance(trace, Trace):
+        raise TypeError(f"{name} must be a Trace or a result with a .trace, got {type(run).__name__}")
+    seconds = getattr(run, "seconds", None)
+    if seconds is not None and "seconds" not in trace.meta:
+        trace = trace.replace(meta={**trace.meta, "seconds": seconds})
+    return trace
+
+
+def label_of(trace: Trace, fallback: str) -> str:
+    meta = trace.meta
+    if "label" in meta:
+        return str(meta["label"])
+    if "lr" in meta:
+        return f"lr={float(meta['lr']):g}"
+    return fallback
+
+
+def as_runs(runs: Sequence[Any] | Mapping[str, Any]) -> list[Run]:
+    """Runs from a list (labels from their metadata) or a mapping label -> run."""
+    if isinstance(runs, Mapping):
+        return [Run(str(label), as_trace(run, f"runs[{label!r}]")) for label, run in runs.items()]
+    if isinstance(runs, (Trace, str)):
+        raise TypeError("runs must be a list of Traces (or a mapping label -> Trace), not a single one")
+    out = []
+    for i, run in enumerate(runs):
+        trace = as_trace(run, f"runs[{i}]")
+        out.append(Run(label_of(trace, f"run {i + 1}"), trace))
+    return out
+
+
+def as_range_test(finder: Any) -> RangeTest:
+    """A range test from its Trace or from a ``FinderResult`` (which already holds the suggestion)."""
+    suggestion = getattr(finder, "suggestion", None)
+    trace = as_trace(finder, "finder")
+    return RangeTest(trace, suggestion if isinstance(suggestion, Suggestion) else suggest(trace))
+
+
+def render_report(
+    *,
+    runs: Sequence[Any] | Mapping[str, Any] = (),
+    finder: Any = None,
+    schedule: Schedule | str | None = None,
+    baseline: Any = None,
+    target_loss: float | None = None,
+    price_per_gpu_hour: float | None = None,
+    title: str = "lrkit report",
+) -> str:
+    """The report's HTML text (see :func:`lrkit.report.write_report` for the arguments)."""
+    chosen_runs = as_runs(runs)
+    range_test = None if finder is None else as_range_test(finder)
+    schedule = None if schedule is None else parse(schedule)
+    baseline_run = None
+    if baseline is not None:
+        trace = as_trace(baseline, "baseline")
+        baseline_run = Run(label_of(trace, "baseline"), trace)
+    if not chosen_runs and range_test is None:
+        raise ValueError("nothing to report: give runs, a finder (range test), or both")
+    if baseline_run is not None and not chosen_runs:
+        raise ValueError("baseline needs a chosen run to compare with: pass runs=[...] too")
+    if target_loss is not None:
+        target_loss = checks.finite("target_loss", target_loss)
+    if price_per_gpu_hour is not None:
+        price_per_gpu_hour = checks.non_negative("price_per_gpu_hour", price_per_gpu_hour)
+
+    every = chosen_runs + ([baseline_run] if baseline_run else [])
+    diagnoses = [_diagnosis(run.trace) for run in every]
+    comparison = None
+    if baseline_run is not None:
+        comparison = compare_cost(
+            chosen_runs[0].trace,
+            baseline_run.trace,
+            target_loss=target_loss,
+            search_steps=0 if range_test is None else len(range_test.trace),
+            price_per_gpu_hour=price_per_gpu_hour,
+        )
+    parts = [f"<h1>{_e(title)}</h1>", _summary(range_test, every, diagnoses, comparison)]
+    if range_test is not None:
+        parts.append(_range_test_section(range_test))
+    if chosen_runs:
+        parts.append(_schedule_section(chosen_runs[0], schedule))
+        parts.append(_curves_section(every, diagnoses))
+        parts.append(_events_section(every))
+    if comparison is not None:
+        parts.append(_cost_section(chosen_runs[0], baseline_run, comparison))
+    body = "\n".join(parts)
+    return (
+        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<link rel="icon" href="data:,">\n<title>{_e(title)}</title>\n<style>{STYLE}</style>\n'
+        f"</head>\n<body>\n{body}\n</body>\n</html>\n"
+    )
+
+
+def _summary(
+    range_test: RangeTest | None,
+    runs: list[Run],
+    diagnoses: list[Diagnosis | None],
+    comparison: CostComparison | None,
+) -> str:
+    items = []
+    if range_test is not None:
+        found = range_test.suggestion
+        items.append(
+            f"Range test: no suggestion ({found.reason})" if found.lr is None
+            else f"Range test suggests lr {found.lr:.3g}"
+            + ("" if found.range is None else f" (good range {found.range[0]:.3g} to {found.range[1]:.3g})")
+        )
+    for run, diagnosis in zip(runs, diagnoses, strict=True):
+        verdict = "not diagnosed (too few steps)" if diagnosis is None else f"{diagnosis.verdict}: {diagnosis.action}"
+        items.append(f"{run.label}: {verdict}")
+    if comparison is not None and comparison.steps_saved is None:
+        items.append(f"The chosen LR never reached loss {comparison.target_loss:.3g}: it saves nothing")
+    if comparison is not None and comparison.steps_saved is not None:
+        bound = "at least " if comparison.at_least else ""
+        money = comparison.money_saved
+        items.append(
+            f"The chosen LR reaches loss {comparison.target_loss:.3g} in {comparison.chosen_total_steps} steps "
+            f"(range test included) against {comparison.baseline_steps}: {bound}{comparison.steps_saved} steps saved"
+            + ("" if money is None else f", {bound}{money:.4g} at {comparison.price_per_gpu_hour:g} per GPU-hour")
+        )
+    return "<section id='summary'><ul>" + "".join(f"<li>{_e(item)}</li>" for item in items) + "</ul></section>"
+
+
+def _range_test_section(test: RangeTest) -> str:
+    found = test.suggestion
+    rows = [("steps spent", str(len(test.trace)))]
+    if found.lr is not None:
+        rows.append(("suggested LR", f"{found.lr:.3g}"))
+    if found.range is not None:
+        rows.append(("good range", f"{found.range[0]:.3g} to {found.range[1]:.3g}"))
+    rows.append(("loss blows up from", "not reached" if found.max_stable_lr is None else f"{found.max_stable_lr:.3g}"))
+    rows.append(("why", found.reason))
+    return (
+        "<section id='range-test'><h2>Range test</h2>"
+        + _chart(plot_finder(test), "loss against learning rate, the suggestion and range marked")
+        + _facts(rows)
+        + "</section>"
+    )
+
+
+def _schedule_section(run: Run, schedule: Schedule | None) -> str:
+    if schedule is not None:
+        steps = max(len(run.trace), schedule.length or 0, 1)
+        figure = plot_schedule(schedule, steps, title=repr(schedule))
+        text = f"<p>Schedule <code>{_e(repr(schedule))}</code> over {steps} steps.</p>"
+        return "<section id='schedule'><h2>Schedule</h2>" + text + _chart(figure, "learning rate against step") + "</section>"
+    lr = run.trace.lr[np.isfinite(run.trace.lr)]
+    if len(lr) and lr.min() == lr.max():
+        return (
+            "<section id='schedule'><h2>Schedule</h2>"
+            f"<p>{_e(run.label)} trained at a constant learning rate of {lr[0]:.3g}.</p></section>"
+        )
+    figure, ax = plt.subplots(figsize=(8, 3), layout="constrained")
+    ax.plot(run.trace.step, run.trace.lr, linewidth=1.4)
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate")
+    ax.grid(True, alpha=0.3)
+    ax.set_title(f"learning rate of {run.label}, as recorded")
+    return "<section id='schedule'><h2>Schedule</h2>" + _chart(figure, "learning rate against step") + "</section>"
+
+
+def _curves_section(runs: list[Run], diagnoses: list[Diagnosis | None]) -> str:
+    overview = plot_traces([run.trace for run in runs], labels=[run.label for run in runs],
+                           title="training loss of every run")
+    for run in runs:
+        for event in run.trace.events:
+            overview.axes[0].axvline(event.step, color="C3", linewidth=0.8, alpha=0.5)
+    parts = ["<section id='curves'><h2>Training curves and diagnosis</h2>",
+             _chart(overview, "training loss against step for every run")]
+    summary = []
+    for run, diagnosis in zip(runs, diagnoses, strict=True):
+        parts.append(f"<h3>{_e(run.label)}</h3>")
+        if diagnosis is None:
+            parts.append(f"<p class='note'>Too few steps to diagnose (needs at least {MIN_POINTS}).</p>")
+            summary.append((run.label, "-", "-", "-"))
+            continue
+        parts.append(
+            f"<p><span class='verdict'>{_e(diagnosis.verdict)}</span> "
+            f"(confidence {diagnosis.confidence:.2f}): {_e('; '.join(diagnosis.reasons))}. "
+            f"<b>{_e(diagnosis.action)}</b></p>"
+        )
+        parts.append(_chart(plot_diagnosis(run.trace, diagnosis), f"diagnosis of {run.label}"))
+        evidence = diagnosis.evidence.to_dict()
+        parts.append(_table(("evidence", "value"), [(key, _number(evidence[key])) for key in EVIDENCE_SHOWN]))
+        summary.append((run.label, diagnosis.verdict, f"{diagnosis.confidence:.2f}", _number(evidence["end"])))
+    parts.insert(2, _table(("run", "verdict", "confidence", "final loss"), summary))
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _events_section(runs: list[Run]) -> str:
+    rows = [(run.label, str(e.step), e.kind, e.detail) for run in runs for e in run.trace.events]
+    if not rows:
+        return "<section id='events'><h2>Guard events</h2><p class='note'>No events were recorded.</p></section>"
+    return "<section id='events'><h2>Guard events</h2>" + _table(("run", "step", "event", "detail"), rows) + "</section>"
+
+
+def _cost_section(chosen: Run, baseline: Run, comparison: CostComparison) -> str:
+    c = comparison
+    rows = [
+        ("target loss", f"{c.target_loss:.4g}"),
+        (f"steps to target, {chosen.label}", _steps(c.chosen.steps)),
+        (f"steps to target, {baseline.label}", _steps(c.baseline.steps, c.baseline.run_steps)),
+        ("steps spent choosing (range test)", str(c.search_steps)),
+    ]
+    saved = c.steps_saved
+    bound = "at least " if c.at_least else ""
+    if saved is None:
+        rows.append(("steps saved", f"none: {chosen.label} never reached the target"))
+    else:
+        rows.append(("steps saved", f"{bound}{saved}" + (f" ({c.speedup:.2f}x faster)" if c.speedup else "")))
+    if c.seconds_saved is not None:
+        rows.append(("time saved", f"{bound}{c.seconds_saved:.3g} s ({c.gpu_hours_saved:.3g} GPU-hours)"))
+    elif saved is not None:
+        rows.append(("time saved", "unknown: the runs recorded no time (meta 'seconds')"))
+    if c.money_saved is not None:
+        rows.append(("money saved", f"{bound}{c.money_saved:.4g} at {c.price_per_gpu_hour:g} per GPU-hour"))
+    figure = plot_cost(chosen.trace, baseline.trace, c, labels=(chosen.label, baseline.label))
+    per_step = seconds_per_step(chosen.trace)
+    note = "" if per_step is None else f"<p class='note'>Measured {per_step * 1e3:.3g} ms per step.</p>"
+    return (
+        "<section id='cost'><h2>What the choice costs</h2>"
+        + _chart(figure, "both runs racing to the target loss")
+        + _facts(rows)
+        + note
+        + "</section>"
+    )
+
+
+def _diagnosis(trace: Trace) -> Diagnosis | None:
+    return diagnose(trace) if len(trace) >= MIN_POINTS else None
+
+
+def _chart(figure: Figure, alt: str) -> str:
+    """The figure as an inline SVG image (closed afterwards)."""
+    buffer = io.BytesIO()
+    with matplotlib.rc_context({"svg.hashsalt": "lrkit", "svg.fonttype": "none"}):
+        figure.savefig(buffer, format="svg", metadata={"Date": None})
+    plt.close(figure)
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return f'<img class="chart" alt="{_e(alt)}" src="data:image/svg+xml;base64,{data}">'
+
+
+def _table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    head = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table>{head}{body}</table>"
+
+
+def _facts(rows: list[tuple[str, str]]) -> str:
+    """A two-column table of named facts."""
+    body = "".join(f"<tr><th>{_e(name)}</th><td>{_e(value)}</td></tr>" for name, value in rows)
+    return f"<table>{body}</table>"
+
+
+def _steps(steps: int | None, run_steps: int | None = None) -> str:
+    if steps is not None:
+        return str(steps)
+    return "never" + (f" (in {run_steps} steps)" if run_steps is not None else "")
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)

@@ -1,0 +1,209 @@
+"""The HTML report: built from real runs and range tests, self-contained, and opened offline in a
+real browser (Debian's Chromium driven by Playwright)."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lrkit.cli.app import main
+from lrkit.cost import compare_cost
+from lrkit.report import render_report, write_report
+from lrkit.suggest import suggest
+from lrkit.tasks import get_task, train
+from lrkit.torch.finder import find_task_lr
+from lrkit.trace import Trace, TraceBuilder
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def real():
+    """A real range test and two real trainings of the logistic-regression task."""
+    task = get_task("cancer-logreg")
+    finder = find_task_lr(task, seed=0)
+    chosen = train(task, finder.lr, seed=0)
+    default = train(task, task.default_lr, seed=0)
+    return finder, chosen, default
+
+
+@pytest.fixture(scope="module")
+def real_page(real) -> str:
+    finder, chosen, default = real
+    return render_report(runs=[chosen], finder=finder, baseline=default, price_per_gpu_hour=2.5)
+
+
+def run(tau: float, steps: int = 200, *, seed: int = 0, label: str | None = None, events=()) -> Trace:
+    """A noisy decaying training curve."""
+    rng = np.random.default_rng(seed)
+    record = TraceBuilder(**({"label": label} if label else {}), seconds=steps * 0.02)
+    for step in range(steps):
+        record.add(step, 0.1, float(np.exp(-step / tau) * (1 + 0.05 * rng.standard_normal()) + 0.01))
+    for step, kind, detail in events:
+        record.event(step, kind, detail)
+    return record.build()
+
+
+def images(page_html: str) -> list[bytes]:
+    """The SVG charts embedded in the page, decoded."""
+    return [base64.b64decode(data) for data in re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', page_html)]
+
+
+def test_report_from_real_results_has_every_section(real, real_page: str) -> None:
+    finder, chosen, default = real
+    page = real_page
+    for section in ("summary", "range-test", "schedule", "curves", "events", "cost"):
+        assert f"id='{section}'" in page
+    assert f"suggests lr {finder.lr:.3g}" in page
+    charts = images(page)
+    assert len(charts) == 5  # range test, overview, two diagnoses, cost (the LR was constant)
+    assert all(chart.lstrip().startswith(b"<?xml") and b"<svg" in chart for chart in charts)
+    comparison = compare_cost(
+        chosen.trace.replace(meta={**chosen.trace.meta, "seconds": chosen.seconds}),
+        default.trace.replace(meta={**default.trace.meta, "seconds": default.seconds}),
+        search_steps=len(finder.trace),
+        price_per_gpu_hour=2.5,
+    )
+    assert f"<td>{comparison.target_loss:.4g}</td>" in page
+    assert f"{comparison.steps_saved}" in page
+    assert "per GPU-hour" in page and "GPU-hours" in page
+
+
+def test_report_is_self_contained(real_page: str) -> None:
+    assert "<script" not in real_page
+    assert not re.search(r"""(src|href)=["']https?:""", real_page)
+    assert len(real_page) < 2_000_000
+
+
+def test_report_is_deterministic() -> None:
+    assert render_report(runs=[run(20, steps=60)]) == render_report(runs=[run(20, steps=60)])
+
+
+def test_report_marks_diagnosis_schedule_and_guard_events_and_escapes_labels() -> None:
+    noisy = run(30, events=[(120, "lr_cut", "loss spiked: LR halved"), (150, "skip", "NaN")])
+    schedule = "warmup(20) >> cosine(peak=0.1, steps=180)"
+    page = render_report(runs={"<b>guarded</b>": noisy}, schedule=schedule)
+    assert "<code>warmup(20) &gt;&gt; cosine(peak=0.1, steps=180)</code>" in page
+    assert "<td>lr_cut</td><td>loss spiked: LR halved</td>" in page
+    assert "<td>120</td>" in page and "<td>150</td>" in page
+    assert "class='verdict'" in page
+    assert "&lt;b&gt;guarded&lt;/b&gt;" in page and "<b>guarded</b>" not in page
+    assert len(images(page)) == 3  # schedule, overview, diagnosis
+    assert "id='cost'" not in page
+
+
+def test_report_from_a_range_test_alone_uses_lrkits_suggestion() -> None:
+    lr = np.geomspace(1e-5, 10, 120)
+    x = np.log10(lr)
+    loss = 2.0 - 1.5 / (1 + np.exp(-3 * (x + 2.5))) + np.exp(3 * (x - 0.3))
+    trace = Trace(step=np.arange(120), lr=lr, loss=loss, meta={"kind": "range_test"})
+    page = render_report(finder=trace)
+    assert f"suggests lr {suggest(trace).lr:.3g}" in page
+    assert "id='curves'" not in page and len(images(page)) == 1
+
+
+def test_report_on_a_diverged_chosen_run_says_it_saves_nothing() -> None:
+    loss = np.concatenate([np.exp(np.arange(30) / 3.0), [np.inf]])
+    blown = Trace(step=np.arange(31), lr=np.ones(31), loss=loss, meta={"label": "lr=1"})
+    page = render_report(runs=[blown], baseline=run(50), price_per_gpu_hour=1.0)
+    assert "lr=1: diverged" in page
+    assert "<th>steps to target, lr=1</th><td>never</td>" in page
+    assert "never reached loss" in page and "it saves nothing" in page
+
+
+def test_write_report_writes_atomically(tmp_path: Path) -> None:
+    path = write_report(tmp_path / "out" / "report.html", runs=[run(20, steps=60)])
+    assert path.read_text().startswith("<!doctype html>")
+    assert [p.name for p in path.parent.iterdir()] == ["report.html"]
+
+
+def test_report_refuses_bad_input() -> None:
+    with pytest.raises(ValueError, match="nothing to report"):
+        render_report()
+    with pytest.raises(ValueError, match="baseline needs a chosen run"):
+        render_report(finder=run(20), baseline=run(30))
+    with pytest.raises(TypeError, match="runs must be a list of Traces"):
+        render_report(runs=run(20))
+    with pytest.raises(TypeError, match=r"runs\[0\] must be a Trace or a result with a .trace, got float"):
+        render_report(runs=[0.5])
+    with pytest.raises(ValueError, match="unknown schedule 'sawtooth'"):
+        render_report(runs=[run(20)], schedule="sawtooth(1)")
+    with pytest.raises(ValueError, match="price_per_gpu_hour must be >= 0"):
+        render_report(runs=[run(20)], baseline=run(40), price_per_gpu_hour=-2)
+
+
+def test_cli_writes_a_report_and_finds_the_range_test(tmp_path: Path, real, capsys) -> None:
+    finder, chosen, default = real
+    finder.trace.save(tmp_path / "find.csv")
+    chosen.trace.save(tmp_path / "chosen.jsonl")
+    default.trace.save(tmp_path / "default.jsonl")
+    out = tmp_path / "report.html"
+    code = main([
+        "report", str(tmp_path / "chosen.jsonl"), str(tmp_path / "find.csv"),
+        "--baseline", str(tmp_path / "default.jsonl"), "--out", str(out), "--price-per-gpu-hour", "3",
+        "--schedule", f"constant({chosen.lr})",
+    ])
+    assert code == 0 and f"wrote {out}" in capsys.readouterr().out
+    page = out.read_text()
+    assert "id='range-test'" in page and "id='cost'" in page and f"lr={chosen.lr:g}" in page
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "nothing to report"),
+        (["missing.jsonl"], "does not exist"),
+        (["--schedule", "cosine("], "malformed"),
+    ],
+)
+def test_cli_bad_input_is_one_line(tmp_path: Path, capsys, extra: list[str], message: str) -> None:
+    code = main(["report", *extra, "--out", str(tmp_path / "r.html")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and "\n" not in err
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_cli_refuses_two_range_tests_without_finder(tmp_path: Path, real, capsys) -> None:
+    finder, _, _ = real
+    for name in ("a.csv", "b.csv"):
+        finder.trace.save(tmp_path / name)
+    code = main(["report", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--out", str(tmp_path / "r.html")])
+    assert code == 2 and "name the one to show with --finder" in capsys.readouterr().err
+
+
+def test_report_opens_offline_in_chromium_with_its_charts(tmp_path: Path, real_page: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    path = tmp_path / "report.html"
+    path.write_text(real_page)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 1400})
+        errors: list[str] = []
+        requests: list[str] = []
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto(path.as_uri())
+        page.wait_for_load_state("load")
+        charts = page.evaluate(
+            "[...document.images].map(i => [i.complete, i.naturalWidth, i.getBoundingClientRect().width])"
+        )
+        page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+        browser.close()
+    assert errors == []
+    assert all(url.startswith(("file:", "data:")) for url in requests)
+    assert len(charts) == 5  # range test, overview, two diagnoses, cost
+    assert all(complete and natural > 0 and shown > 300 for complete, natural, shown in charts)
+
+
