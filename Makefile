@@ -27,7 +27,7 @@ system-deps:
 
 test: $(VENV)/.all system-deps
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(VENV)/.all
 	$(BIN)/ruff check src tests benchmarks

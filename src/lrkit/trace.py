@@ -60,7 +60,7 @@ class Trace:
             values = getattr(self, name)
             if values is not None:
                 array = _frozen_array(values, np.float64)
-                set_(self, name, None if np.isnan(array).all() and len(array) else array)
+                set_(self, name, None if np.isnan(array).all() else array)
         n = len(self.step)
         for name in COLUMNS[1:]:
             values = getattr(self, name)

@@ -18,6 +18,12 @@ from lrkit import __version__
 # command name -> module that defines a click command named ``command``
 COMMANDS: dict[str, str] = {
     "demo": "lrkit.cli.demo",
+    "explore": "lrkit.cli.explore",
+    "report": "lrkit.cli.report",
+    "find": "lrkit.cli.find",
+    "diagnose": "lrkit.cli.diagnose",
+    "sweep": "lrkit.cli.sweep",
+    "schedule": "lrkit.cli.schedule",
     "tasks": "lrkit.cli.tasks",
 }
 

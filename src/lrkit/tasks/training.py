@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from lrkit import checks
-from lrkit.tasks.registry import Batch, Task, get_task
+from lrkit.tasks.registry import Task, get_task
+from lrkit.torch.loaders import cycle
 from lrkit.trace import Trace, TraceBuilder
 
 
@@ -64,17 +65,6 @@ def evaluate(task: Task, model: nn.Module, loader) -> tuple[float, float | None]
     model.train(was_training)
     metric = total_metric / count if task.metric_fn is not None else None
     return total_loss / count, metric
-
-
-def batches(loader) -> Iterator[Batch]:
-    """Loop over a loader epoch after epoch."""
-    while True:
-        empty = True
-        for batch in loader:
-            empty = False
-            yield batch
-        if empty:
-            raise ValueError("train loader is empty; it must yield at least one batch")
 
 
 @contextmanager
@@ -129,7 +119,7 @@ def _train(task, lr, seed, steps, eval_every, on_step, on_eval) -> TrainResult:
     initial_val_loss, metric = evaluate(task, model, val_loader)
     val_loss, diverged = initial_val_loss, False
     model.train()
-    for step, batch in zip(range(steps), batches(train_loader)):
+    for step, batch in zip(range(steps), cycle(train_loader), strict=False):
         step_lr = lr if schedule is None else schedule(step)
         for group in optimizer.param_groups:
             group["lr"] = step_lr

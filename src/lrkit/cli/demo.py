@@ -1,0 +1,130 @@
+"""``lrkit demo``: the same classifier at a too-high, a too-low and a well-chosen learning rate."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from lrkit.cli.output import writable_folder
+from lrkit.demo import CHOSEN, TOO_HIGH, TOO_LOW, DemoResult, run_demo
+from lrkit.files import atomic_write_text
+from lrkit.plots import plot_traces, save_figure
+from lrkit.report import write_report
+from lrkit.tasks import get_task
+
+
+def _lr_list(ctx: click.Context, param: click.Parameter, value: str) -> list[float]:
+    try:
+        lrs = [float(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers") from None
+    if not lrs or any(not lr > 0 or lr == float("inf") for lr in lrs):
+        raise click.BadParameter(f"{value!r}: every learning rate must be a finite number > 0")
+    return lrs
+
+
+@click.command()
+@click.option("--task", default="digits-mlp", show_default=True, help="Built-in task (see `lrkit tasks`).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed for weights and data order.")
+@click.option(
+    "--lrs",
+    default=f"{TOO_HIGH:g},{TOO_LOW:g},{CHOSEN:g}",
+    show_default=True,
+    callback=_lr_list,
+    help="Comma-separated learning rates: too high, too low, chosen.",
+)
+@click.option("--out", default="lrkit-demo", show_default=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--find/--no-find", default=True, show_default=True, help="Add a row at the LR a range test finds.")
+def command(task: str, seed: int, lrs: list[float], out: str, find: bool) -> None:
+    """Train one classifier at a too-high, a too-low and a good LR, and compare the curves."""
+    task_spec = get_task(task)
+    folder = writable_folder(out)
+    console = Console(width=max(Console().width, 110))
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True,
+    ) as progress:
+        if find:
+            progress.add_task("range test", total=None)
+        bars: dict[int, TaskID] = {}
+
+        def on_step(run: int, step: int, loss: float) -> None:
+            if run not in bars:
+                bars[run] = progress.add_task(f"run {run + 1}", total=task_spec.steps)
+            progress.update(bars[run], completed=step + 1, description=f"run {run + 1}: loss {loss:.3g}")
+
+        result = run_demo(task_spec, lrs, seed=seed, find=find, on_step=on_step)
+    console.print(_table(result))
+    if result.finder is not None:
+        console.print(f"range test: {result.finder!r}")
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    png, csv_path = folder / "loss_curves.png", folder / "loss_curves.csv"
+    labels = [f"lr={row.lr:.3g}" + (f" ({row.role})" if row.role else "") for row in result.rows]
+    figure = plot_traces(
+        [row.result.trace for row in result.rows], labels=labels,
+        title=f"{result.task}: same model, seed {result.seed}, {len(result.rows)} learning rates",
+    )
+    figure.axes[0].axhline(result.target_loss, color="grey", linewidth=0.8, linestyle="-.")
+    save_figure(figure, png)
+    atomic_write_text(csv_path, _curves_csv(result))
+    report = _report(result, labels, folder / "report.html")
+    console.print(f"wrote {png}, {csv_path} and {report}")
+
+
+def _report(result: DemoResult, labels: list[str], path: Path) -> Path:
+    """The HTML report: the found (else chosen) run first, costed against the chosen (default) LR."""
+    by_role = {row.role: row for row in result.rows}
+    ordered = sorted(zip(labels, result.rows, strict=True), key=lambda pair: pair[1].role not in ("found", "chosen"))
+    baseline = by_role["chosen"].result if "found" in by_role and "chosen" in by_role else None
+    return write_report(
+        path,
+        runs={label: row.result for label, row in ordered},
+        finder=result.finder,
+        baseline=baseline,
+        title=f"lrkit demo: {result.task}",
+    )
+
+
+def _table(result: DemoResult) -> Table:
+    table = Table(title=f"{result.task}, seed {result.seed}: target loss {result.target_loss:.3g}")
+    for header in ("LR", "role", "train loss", "val acc", "behaviour", "steps to target", "time"):
+        table.add_column(header, justify="right" if header not in ("role", "behaviour") else "left")
+    for row in result.rows:
+        metric = row.result.metric
+        table.add_row(
+            f"{row.lr:.3g}",
+            row.role,
+            f"{row.result.final_loss:.4g}",
+            "-" if metric is None else f"{metric:.1%}",
+            row.behaviour + (f" ({row.spikes} spikes)" if row.spikes else ""),
+            "never" if row.steps_to_target is None else str(row.steps_to_target),
+            f"{row.result.seconds:.1f}s",
+        )
+    return table
+
+
+def _curves_csv(result: DemoResult) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["role", "lr", "step", "loss", "val_loss"])
+    for row in result.rows:
+        trace = row.result.trace
+        val = trace.val_loss
+        for i in range(len(trace)):
+            val_cell = "" if val is None or val[i] != val[i] else repr(float(val[i]))
+            writer.writerow([row.role, repr(row.lr), int(trace.step[i]), repr(float(trace.loss[i])), val_cell])
+    return buffer.getvalue()

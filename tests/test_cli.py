@@ -1,0 +1,38 @@
+"""The `lrkit` command: help, version, task list, and one-line errors."""
+
+import subprocess
+import sys
+
+from lrkit import __version__
+from lrkit.cli.app import COMMANDS, main
+
+
+def test_version_and_help(capsys):
+    assert main(["--version"]) == 0
+    assert __version__ in capsys.readouterr().out
+    assert main(["--help"]) == 0
+    printed = capsys.readouterr().out
+    for name in COMMANDS:
+        assert name in printed
+
+
+def test_tasks_lists_every_builtin_task(capsys):
+    assert main(["tasks"]) == 0
+    printed = capsys.readouterr().out
+    for name in ("digits-mlp", "digits-cnn", "cancer-logreg", "teacher-student", "charlm", "finetune-digits"):
+        assert name in printed
+
+
+def test_unknown_command_and_option_exit_2_with_one_line(capsys):
+    assert main(["nonsense"]) == 2
+    assert main(["demo", "--bogus"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(line.startswith("lrkit: error:") for line in err)
+
+
+def test_console_script_runs_without_traceback():
+    done = subprocess.run(
+        [sys.executable, "-m", "lrkit", "demo", "--lrs", "0"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("lrkit: error:") and "Traceback" not in done.stderr
