@@ -35,8 +35,9 @@ import torch
 from benchmarks.ground_truth import RESULTS, SEEDS, TaskTruth, load_ground_truth, mean_score
 from lrkit.files import atomic_write_text
 from lrkit.tasks import Task, get_task, list_tasks
-from lrkit.tasks.training import batches, torch_threads
+from lrkit.tasks.training import torch_threads
 from lrkit.torch.finder import find_task_lr
+from lrkit.torch.loaders import cycle
 from lrkit.trace import Trace
 
 COMMAND = "nice -n 10 python -m benchmarks.finder"
@@ -202,7 +203,7 @@ def measure_overhead(
     def plain_run(seed: int) -> None:
         model = task.model(seed)
         optimizer = task.optimizer(model.parameters(), 1e-3)
-        stream = batches(task.loaders(seed)[0])
+        stream = cycle(task.loaders(seed)[0])
         started = time.perf_counter()
         for _ in range(steps):
             optimizer.zero_grad(set_to_none=True)

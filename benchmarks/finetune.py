@@ -38,9 +38,9 @@ from torch import nn
 from lrkit.files import atomic_write_text
 from lrkit.tasks import Task, evaluate, get_task
 from lrkit.tasks.loading import accuracy, cross_entropy, tensor_loaders
-from lrkit.tasks.training import batches
 from lrkit.torch.finetune import recommend_finetune_lr
 from lrkit.torch.groups import param_groups
+from lrkit.torch.loaders import cycle
 
 RESULTS = Path(__file__).parent / "results"
 COMMAND = "nice -n 10 python -m benchmarks.finetune"  # runs both parts; --part picks one
@@ -234,7 +234,7 @@ def fine_tune(setup: Setup, strategy: Strategy, lr: float, seed: int) -> dict:
     initial_loss, _ = evaluate(task, model, val_loader)
     model.train()
     diverged = False
-    for _, batch in zip(range(setup.steps), batches(train_loader), strict=False):
+    for _, batch in zip(range(setup.steps), cycle(train_loader), strict=False):
         optimizer.zero_grad(set_to_none=True)
         loss = task.loss_fn(model, batch)
         if not math.isfinite(loss.item()):

@@ -35,8 +35,9 @@ import torch
 from benchmarks.ground_truth import load_ground_truth
 from lrkit.files import atomic_write_text
 from lrkit.tasks import evaluate, get_task
-from lrkit.tasks.training import batches, torch_threads
+from lrkit.tasks.training import torch_threads
 from lrkit.torch.guard import Guard, GuardStop
+from lrkit.torch.loaders import cycle
 from lrkit.torch.snapshot import Snapshot
 
 RESULTS = Path(__file__).parent / "results"
@@ -79,7 +80,7 @@ def run(task_name: str, lr: float, seed: int, arm: str, multiplier: float) -> Ru
     guard = None if arm == "bare" else Guard(model, optimizer, scheduler=scheduler)
     stopped, step_seconds = False, 0.0
     model.train()
-    for step, batch in zip(range(steps), batches(train_loader), strict=False):
+    for step, batch in zip(range(steps), cycle(train_loader), strict=False):
         started = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         loss = task.loss_fn(model, batch)
@@ -130,7 +131,7 @@ def timing(task_name: str, lr: float, steps: int) -> dict[str, float]:
         model = task.model(0)
         optimizer = task.optimizer(model.parameters(), lr)
         guard = Guard(model, optimizer) if arm == "guard" else None
-        arms[arm] = (model, optimizer, guard, batches(task.loaders(0)[0]), [])
+        arms[arm] = (model, optimizer, guard, cycle(task.loaders(0)[0]), [])
     own: list[float] = []
     for step in range(steps):
         for arm in ("bare", "guard") if step % 2 else ("guard", "bare"):

@@ -12,8 +12,9 @@ from torch import nn
 from lrkit import Guard
 from lrkit.spikes import SpikeRule
 from lrkit.tasks import evaluate, get_task
-from lrkit.tasks.training import batches, torch_threads
+from lrkit.tasks.training import torch_threads
 from lrkit.torch.guard import GuardStop
+from lrkit.torch.loaders import cycle
 
 
 @pytest.fixture(autouse=True)
@@ -186,7 +187,7 @@ def test_a_run_at_a_good_lr_triggers_nothing_and_matches_the_bare_loop(name, see
         optimizer = task.optimizer(model.parameters(), task.default_lr)
         train_loader, val_loader = task.loaders(seed)
         guard = Guard(model, optimizer) if guarded else None
-        for _, batch in zip(range(steps), batches(train_loader), strict=False):
+        for _, batch in zip(range(steps), cycle(train_loader), strict=False):
             optimizer.zero_grad()
             loss = task.loss_fn(model, batch)
             loss.backward()
