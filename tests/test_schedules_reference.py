@@ -257,11 +257,12 @@ OPTAX_EXAMPLES = 8  # each optax schedule is compiled (~0.3 s): fewer, still ran
 def optax_values(schedule, steps: int, *, jit: bool = True) -> np.ndarray:
     """optax's values in float64. Compiled is much faster, but XLA divides by multiplying with the
     reciprocal, so ``count / T`` can land a hair off: optax's staircase then floors 49 * (1/49) to 0
-    (an off-by-one) and its polynomial takes a power of -1e-16 (NaN). Those two run eagerly.
+    (an off-by-one) and its polynomial takes a power of -1e-16 (NaN). Those two run eagerly, step by step.
     lrkit's own formulas correct for this (see the optax integration tests under jit)."""
     with jax.enable_x64(True):
-        evaluate = jax.jit(schedule) if jit else schedule
-        return np.array(evaluate(jnp.arange(steps, dtype=jnp.int64)), dtype=np.float64)
+        if not jit:  # one step at a time: an eager op on a whole array may also use the reciprocal
+            return np.array([float(schedule(jnp.int64(step))) for step in range(steps)])
+        return np.array(jax.jit(schedule)(jnp.arange(steps, dtype=jnp.int64)), dtype=np.float64)
 
 
 @settings(max_examples=OPTAX_EXAMPLES)

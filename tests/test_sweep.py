@@ -273,7 +273,10 @@ def test_four_workers_fill_one_postgres_study_exactly(postgres_url, tmp_path):
                    "--out", str(tmp_path), env=env)
     )
     outputs = [worker.communicate(timeout=600) for worker in workers]
-    assert [worker.returncode for worker in workers] == [0] * 4, outputs
+    for worker, (_, stderr) in zip(workers, outputs, strict=True):
+        if worker.returncode:
+            print(stderr)  # shown in full when the test fails
+    assert [worker.returncode for worker in workers] == [0] * 4
     study = load(postgres_url, "four")
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(complete) == 40

@@ -147,12 +147,14 @@ def _open_database(url: str, heartbeat_seconds: int):
                     grace_period=2 * heartbeat_seconds,
                     heartbeat_stale_trial_callback=retry,
                 )
-        except sqlalchemy.exc.IntegrityError:
-            # workers starting together race to create the tables; the loser retries
-            time.sleep(0.2 * (attempt + 1))
         except ImportError as error:
             raise ConnectionError(f"cannot open storage {shown}: {error} (pip install 'lrkit[sweep]')") from None
         except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as error:
             reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-            raise ConnectionError(f"cannot open storage {shown}: {scrub(reason, url)}") from None
+            # workers starting together race to create the tables (a duplicate key, or "relation
+            # ... already exists"); the loser retries once the winner's tables are there
+            racing = isinstance(error, sqlalchemy.exc.IntegrityError) or "already exists" in reason
+            if not racing:
+                raise ConnectionError(f"cannot open storage {shown}: {scrub(reason, url)}") from None
+            time.sleep(0.2 * (attempt + 1))
     raise ConnectionError(f"cannot open storage {shown}: tables could not be created")
