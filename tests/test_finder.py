@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import lrkit
 from lrkit.torch.finder import FinderResult, find_lr, find_task_lr
+from torch_state import clone, same
 
 torch.set_num_threads(1)  # tiny models: one thread is fastest and keeps runs comparable
 
@@ -44,15 +45,6 @@ def ce(model: nn.Module, batch) -> torch.Tensor:
 
 
 def state(model, optimizer, scheduler=None) -> dict:
-    def clone(value):
-        if isinstance(value, torch.Tensor):
-            return value.detach().clone()
-        if isinstance(value, dict):
-            return {k: clone(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return type(value)(clone(v) for v in value)
-        return value
-
     return {
         "model": clone(model.state_dict()),
         "optimizer": clone(optimizer.state_dict()),
@@ -61,15 +53,6 @@ def state(model, optimizer, scheduler=None) -> dict:
         "grads": [clone(p.grad) for p in model.parameters()],
     }
 
-
-def same(a, b) -> bool:
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and torch.equal(a, b)
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list | tuple):
-        return len(a) == len(b) and all(map(same, a, b))
-    return a == b
 
 
 def trained(seed: int = 0):
