@@ -10,11 +10,16 @@ Labelled curves come from training each built-in task at rates relative to its g
   Such runs that end about as well as the best are left out as ambiguous, and counted.
 
 The score is the balanced accuracy (mean recall over the three labels) and the count of healthy
-curves called ``diverged`` (the goal: >= 90% and zero). The rules were designed on synthetic curves
-and on seed-0 curves of charlm and digits-mlp only, so the other four tasks are a held-out check.
+curves called ``diverged`` (the goal: >= 90% and zero). The first rules were designed on synthetic
+curves and seed-0 curves of charlm and digits-mlp only; the second version was designed after
+looking at every task's curves, so no task is held out any more (see ``HISTORY``).
 Trained traces are cached (``--cache``), so re-scoring does not retrain. Run
 
     nice -n 10 python -m benchmarks.diagnose --workers 1
+
+``--heldout`` runs the same protocol on the tasks of ``benchmarks.heldout_tasks``, which no rule
+was designed on (their grid: ``results/ground_truth_heldout.json``), an out-of-sample test written
+to ``results/diagnose_heldout.{md,json}``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from benchmarks.ground_truth import load_ground_truth
+from benchmarks.heldout_tasks import register_heldout
 from lrkit.diagnosis import diagnose
 from lrkit.files import atomic_write_text
 from lrkit.tasks import train
@@ -35,6 +41,9 @@ from lrkit.trace import Trace
 
 RESULTS = Path(__file__).parent / "results"
 COMMAND = "nice -n 10 python -m benchmarks.diagnose --workers 1"
+HELDOUT_COMMAND = "nice -n 10 python -m benchmarks.diagnose --heldout --workers 1"
+HELDOUT_TRUTH = RESULTS / "ground_truth_heldout.json"
+CACHE = Path.home() / ".cache" / "lrkit-benchmarks" / "diagnose"
 SEEDS = (0, 1, 2)
 FACTORS = {1 / 100: "too_low", 1 / 30: "too_low", 1 / 3: "healthy", 1.0: "healthy", 3.0: "healthy"}
 HIGH_FACTORS = (10.0, 30.0)
@@ -42,13 +51,29 @@ LABELS = ("too_high", "too_low", "healthy")
 DESIGN_TASKS = (
     "charlm",
     "digits-mlp",
-)  # the only tasks whose curves were looked at while designing
+    "digits-cnn",
+    "finetune-digits",
+    "teacher-student",
+    "cancer-logreg",
+)  # the tasks whose curves were looked at while designing: since version 2, all of them
 HISTORY = (
     "History: the rules were frozen before any held-out curve was seen; that version scored 72.1% "
     "balanced accuracy (held-out tasks 72.2%). Looking at the misses then showed healthy runs with "
     "heavy-tailed batch losses (cancer-logreg, teacher-student) called too_high for single-batch "
     "spikes, so a spike now has to last (the loss after it stays high too). The figures above are "
-    "after that one change, so the held-out split is no longer clean for it."
+    "after that one change, so the held-out split is no longer clean for it. Version 2 (issue 5, "
+    "76.7% before it) was designed after looking at all six tasks' curves, so there is no "
+    "held-out task: the first loss counts as the start when it stands far above the noise (a fast "
+    "first fall is no longer cut short by the smoothing, which had shrunk the progress and "
+    "inflated every ratio); a spike must rise above the losses just before it; a loss that "
+    "climbs back a quarter of the progress above its best so far, beyond its local noise, is "
+    "too_high; a fall still steep at the end (trend >= 1) outweighs early bumps and swings; and "
+    "a validation loss still falling over the last 30% of the trend window (>= 5% of the "
+    "progress per doubling of the run, >= 2 standard errors) is too_low. A rebound share of 0.1, "
+    "fitted to charlm's 10x runs (which climb back 0.12), scored 88.2% here but changed the "
+    "verdict of a synthetic plateau logged every 2nd or 4th step and did nothing on held-out "
+    "tasks, so the share stayed at the 0.25 set before looking. What is left is mostly charlm: "
+    "its too_low runs level off under the cosine decay just as its healthy runs do."
 )
 KEPT = 0.9  # a high-LR run "ends worse" when it keeps less than this share of the best improvement
 
@@ -129,30 +154,35 @@ def evaluate(runs: list[dict], truths: dict) -> tuple[list[dict], int]:
                 "verdict": result.verdict,
                 "confidence": result.confidence,
                 "score": run["score"],
+                "diverged": run["diverged"],
                 "evidence": result.evidence.to_dict(),
             }
         )
     return rows, ambiguous
 
 
-def report(rows: list[dict], ambiguous: int, seconds: float) -> dict:
+def report(rows: list[dict], ambiguous: int, seconds: float, command: str) -> dict:
     held_out = [row for row in rows if row["task"] not in DESIGN_TASKS]
     design = [row for row in rows if row["task"] in DESIGN_TASKS]
     return {
-        "command": COMMAND,
+        "command": command,
         "seconds": round(seconds, 1),
         "seeds": list(SEEDS),
         "curves": len(rows),
         "ambiguous_left_out": ambiguous,
         "balanced_accuracy": balanced_accuracy(rows),
-        "balanced_accuracy_held_out_tasks": balanced_accuracy(held_out),
-        "balanced_accuracy_design_tasks": balanced_accuracy(design),
+        "balanced_accuracy_held_out_tasks": balanced_accuracy(held_out) if held_out else None,
+        "balanced_accuracy_design_tasks": balanced_accuracy(design) if design else None,
         "healthy_called_diverged": sum(
             row["label"] == "healthy" and row["verdict"] == "diverged" for row in rows
+        ),
+        "healthy_runs_that_diverged": sum(
+            row["label"] == "healthy" and row["diverged"] for row in rows
         ),
         "confusion": confusion(rows),
         "per_task": {
             task: {
+                "curves": sum(row["task"] == task for row in rows),
                 "balanced_accuracy": balanced_accuracy(
                     [row for row in rows if row["task"] == task]
                 ),
@@ -164,15 +194,40 @@ def report(rows: list[dict], ambiguous: int, seconds: float) -> dict:
     }
 
 
-def markdown(summary: dict, truths: dict) -> str:
+def _scope(summary: dict, *, heldout: bool) -> str:
+    """Which of the scored tasks the rules were designed on."""
+    if heldout:
+        return (
+            "- Out of sample: no rule was designed on these tasks (`benchmarks/heldout_tasks.py`); the "
+            "rules in `src/lrkit/diagnosis.py` were frozen before any of their curves was diagnosed"
+        )
+    if summary["balanced_accuracy_held_out_tasks"] is None:
+        return f"- No held-out task: all were looked at while designing ({', '.join(DESIGN_TASKS)})"
+    return (
+        "- Held-out tasks (not looked at while designing the rules): "
+        f"{summary['balanced_accuracy_held_out_tasks']:.1%}; design tasks "
+        f"({', '.join(DESIGN_TASKS)}): {summary['balanced_accuracy_design_tasks']:.1%}"
+    )
+
+
+def markdown(summary: dict, truths: dict, *, heldout: bool = False) -> str:
     verdicts = ("diverged", "too_high", "too_low", "plateau", "healthy")
+    truth_file = HELDOUT_TRUTH.name if heldout else "ground_truth.json"
     lines = [
-        "# diagnose: verdicts on labelled training curves of the built-in tasks",
+        (
+            "# diagnose on held-out tasks: an out-of-sample test of the frozen rules"
+            if heldout
+            else "# diagnose: verdicts on labelled training curves of the built-in tasks"
+        ),
         "",
         f"Command: `{summary['command']}` (this pass {summary['seconds'] / 60:.1f} min; trained traces are "
-        "cached, and training them all took about 40 min on a busy shared 2-core machine).",
+        + (
+            "cached)."
+            if heldout
+            else "cached, and training them all took about 40 min on a busy shared 2-core machine)."
+        ),
         f"Seeds {summary['seeds']}; LR factors relative to each task's grid-best LR "
-        "(`benchmarks/results/ground_truth.json`): best/100, best/30 -> too_low; best/3, best, 3x -> healthy;",
+        f"(`benchmarks/results/{truth_file}`): best/100, best/30 -> too_low; best/3, best, 3x -> healthy;",
         f"10x, 30x -> too_high when the run ends worse (keeps < {KEPT:.0%} of the best run's validation",
         "improvement, or diverges); `diverged` counts as too_high.",
         f"{summary['ambiguous_left_out']} high-LR runs that ended about as well as the best were left out as ambiguous.",
@@ -185,12 +240,24 @@ def markdown(summary: dict, truths: dict) -> str:
         ),
         "",
         f"- **Balanced accuracy: {summary['balanced_accuracy']:.1%}** over {summary['curves']} curves (goal >= 90%)",
-        f"- Held-out tasks (not looked at while designing the rules): {summary['balanced_accuracy_held_out_tasks']:.1%}; "
-        f"design tasks ({', '.join(DESIGN_TASKS)}): {summary['balanced_accuracy_design_tasks']:.1%}",
+        _scope(summary, heldout=heldout),
         f"- Healthy curves called diverged: **{summary['healthy_called_diverged']}** (goal 0)",
+        *(
+            [
+                f"- Labelling caveat: {summary['healthy_runs_that_diverged']} runs labelled healthy "
+                "(best/3 to 3x best) diverged or ended worse than they began in training"
+            ]
+            if summary["healthy_runs_that_diverged"]
+            else []
+        ),
+        (
+            "- In-sample figures on the built-in tasks, which the rules were designed on: "
+            "[diagnose.md](diagnose.md)"
+            if heldout
+            else "- Out-of-sample test on four held-out tasks: [diagnose_heldout.md](diagnose_heldout.md)"
+        ),
         "",
-        HISTORY,
-        "",
+        *([] if heldout else [HISTORY, ""]),
         "Confusion matrix (rows: label, columns: verdict):",
         "",
         "| label | " + " | ".join(verdicts) + " |",
@@ -222,16 +289,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument(
-        "--cache", default=str(Path.home() / ".cache" / "lrkit-benchmarks" / "diagnose")
+        "--cache", help=f"trace cache (default {CACHE}, and its heldout/ folder with --heldout)"
     )
     parser.add_argument("--tasks", nargs="*")
     parser.add_argument(
         "--cached-only", action="store_true", help="score only the runs already in the cache"
     )
+    parser.add_argument(
+        "--heldout",
+        action="store_true",
+        help="score the held-out tasks instead; writes results/diagnose_heldout.{md,json}",
+    )
     args = parser.parse_args(argv)
-    truths = load_ground_truth()
+    if args.heldout:
+        register_heldout()
+    truths = load_ground_truth(HELDOUT_TRUTH) if args.heldout else load_ground_truth()
     tasks = args.tasks or list(truths)
-    Path(args.cache).mkdir(parents=True, exist_ok=True)
+    cache = args.cache or str(CACHE / "heldout" if args.heldout else CACHE)
+    Path(cache).mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     plan = [
         (task, factor, seed)
@@ -239,26 +314,31 @@ def main(argv: list[str] | None = None) -> int:
         for factor in (*FACTORS, *HIGH_FACTORS)
         for seed in SEEDS
     ]
-    jobs = [(task, truths[task].best_lr * factor, seed, args.cache) for task, factor, seed in plan]
+    jobs = [(task, truths[task].best_lr * factor, seed, cache) for task, factor, seed in plan]
     if args.cached_only:
         keep = [cached(*job).exists() for job in jobs]
         skipped = Counter(task for (task, _, _), kept in zip(plan, keep, strict=True) if not kept)
         plan = [item for item, kept in zip(plan, keep, strict=True) if kept]
         jobs = [job for job, kept in zip(jobs, keep, strict=True) if kept]
     if args.workers > 1:
-        with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        # a spawned worker has not imported the held-out tasks: register them there too
+        setup = register_heldout if args.heldout else None
+        with ProcessPoolExecutor(max_workers=args.workers, initializer=setup) as pool:
             runs = list(pool.map(run_one, jobs))
     else:
         runs = [run_one(job) for job in jobs]
     for run, (_, factor, _) in zip(runs, plan, strict=True):
         run["factor"] = factor
     rows, ambiguous = evaluate(runs, truths)
-    summary = report(rows, ambiguous, time.perf_counter() - started)
+    command = HELDOUT_COMMAND if args.heldout else COMMAND
+    summary = report(rows, ambiguous, time.perf_counter() - started, command)
     summary["planned_runs_not_run"] = dict(skipped) if args.cached_only else {}
+    text = markdown(summary, truths, heldout=args.heldout)
+    name = "diagnose_heldout" if args.heldout else "diagnose"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(RESULTS / "diagnose.json", json.dumps(summary, indent=1) + "\n")
-    atomic_write_text(RESULTS / "diagnose.md", markdown(summary, truths))
-    print(markdown(summary, truths))
+    atomic_write_text(RESULTS / f"{name}.json", json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(RESULTS / f"{name}.md", text)
+    print(text)
     return 0
 
 

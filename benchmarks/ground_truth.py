@@ -118,10 +118,11 @@ def load_ground_truth(path: Path = CACHE) -> dict[str, TaskTruth]:
     }
 
 
-def _save(truths: dict[str, TaskTruth]) -> None:
+def save_ground_truth(truths: dict[str, TaskTruth], path: Path = CACHE, command: str = COMMAND) -> None:
+    """Write the grid as JSON at ``path`` and as a table next to it (same name, ``.md``)."""
     seconds = sum(truth.seconds for truth in truths.values())
     payload = {
-        "command": COMMAND,
+        "command": command,
         "seeds": list(SEEDS),
         "run_seconds": round(seconds, 1),
         "tasks": {
@@ -135,11 +136,11 @@ def _save(truths: dict[str, TaskTruth]) -> None:
             for name, truth in truths.items()
         },
     }
-    atomic_write_text(CACHE, json.dumps(payload, indent=1) + "\n")
+    atomic_write_text(path, json.dumps(payload, indent=1) + "\n")
     lines = [
         "# Ground truth: full trainings on a dense LR grid",
         "",
-        f"Command: `{COMMAND}` ({seconds / 60:.0f} min of runs, on a shared machine). Seeds {list(SEEDS)};",
+        f"Command: `{command}` ({seconds / 60:.0f} min of runs, on a shared machine). Seeds {list(SEEDS)};",
         "half-decades 1e-5..10,",
         "plus the quarter-decade neighbours of the best. Score = final validation loss, a diverged",
         "run scored at its initial loss; mean over seeds.",
@@ -159,7 +160,7 @@ def _save(truths: dict[str, TaskTruth]) -> None:
     for name, truth in truths.items():
         cells = ", ".join(f"{lr:.3g}: {score:.3f}" for lr, score in truth.scores.items())
         lines.append(f"- **{name}**: {cells}")
-    atomic_write_text(RESULTS / "ground_truth.md", "\n".join(lines) + "\n")
+    atomic_write_text(path.with_suffix(".md"), "\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.tasks:
         truths[name] = compute_task(name, args.workers)
         print(f"{name}: best lr {truths[name].best_lr:.3g}, loss {truths[name].best_loss:.4f}", flush=True)
-        _save(truths)
+        save_ground_truth(truths)
     return 0
 
 

@@ -360,3 +360,91 @@ def test_cli_too_few_points_is_one_line_naming_the_file_and_exit_2(tmp_path, cap
     assert main(["diagnose", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(path) in err and "too few points" in err
+
+
+# --- heavy-tailed batches, fast first falls, rebounds and the validation loss ---------------------
+
+
+def heavy_tailed(trace, every=17, height=8.0, seed=0):
+    """A hard batch every ``every`` steps: a lone outlier up to ``height`` x the progress, the way
+    a dataset with a few badly fit examples looks at a good LR."""
+    rng = np.random.default_rng(seed)
+    loss = trace.loss.copy()
+    progress = loss[0] - loss.min()
+    for at in range(every // 2, len(loss) - 1, every):
+        loss[at] += height * progress * rng.uniform(0.5, 1.0)
+    return trace.replace(loss=loss)
+
+
+def with_val(trace, val_at, every=40):
+    """Validation points every ``every`` steps from ``val_at(t)`` (no batch noise)."""
+    n = len(trace)
+    t = np.linspace(0, 1, n)
+    val = np.full(n, np.nan)
+    val[every::every] = val_at(t)[every::every]
+    return trace.replace(val_loss=val)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_heavy_tailed_batch_losses_at_a_good_lr_are_healthy(seed):
+    trace = heavy_tailed(make(decay(40), noise=0.01, floor=0.1, seed=seed), seed=seed)
+    result = diagnose(trace)
+    assert result.verdict == "healthy", str(result)
+    assert result.evidence.spike_count == 0
+
+
+def test_a_fast_first_fall_counts_from_the_first_loss():
+    trace = make(decay(60), noise=0.01, floor=0.1)  # most of the fall within the first steps
+    evidence = diagnose(trace).evidence
+    assert evidence.start == pytest.approx(trace.loss[0])
+    assert evidence.progress > 1.8
+
+
+def test_a_loss_that_climbs_back_mid_run_is_too_high():
+    def bump(t):
+        return decay(12)(t) + 1.0 * np.exp(-(((t - 0.45) / 0.06) ** 2))  # half the progress back
+
+    result = diagnose(make(bump, noise=0.02, floor=0.3))
+    assert result.verdict == "too_high", str(result)
+    assert result.evidence.rebound >= 0.25
+    assert 0.4 * 4000 <= result.evidence.rebound_step <= 0.5 * 4000
+
+
+def test_noise_early_in_a_run_is_not_a_rebound():
+    rng = np.random.default_rng(0)
+    trace = make(decay(8), noise=0.01, floor=0.3)
+    loss = trace.loss.copy()
+    loss[:40] += 0.3 * rng.standard_normal(40)  # the first batches are noisier than the rest
+    result = diagnose(trace.replace(loss=loss))
+    assert result.evidence.rebound < 0.1
+    assert result.verdict == "healthy", str(result)
+
+
+def test_a_steady_fall_is_too_low_however_noisy_its_batches():
+    # progress is small next to the batch noise, but the fall is real and far from done
+    result = diagnose(make(lambda t: -0.3 * t, n=600, noise=0.05, floor=2.0, seed=1))
+    assert result.verdict == "too_low", str(result)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_validation_loss_still_falling_means_too_low(seed):
+    # the training curve looks levelled off under heavy-tailed batches; the validation loss is not
+    train = heavy_tailed(make(power_law(0.6, 40), noise=0.01, seed=seed), seed=seed)
+    result = diagnose(with_val(train, lambda t: 0.5 + 1.5 * (1 + 4 * t) ** -1.0))
+    assert result.verdict == "too_low", str(result)
+    assert result.evidence.val_trend >= 0.072 and result.evidence.val_trend_z >= 2
+
+
+def test_a_levelled_validation_loss_keeps_a_healthy_verdict():
+    train = make(decay(9), noise=0.02, floor=0.2)
+    result = diagnose(with_val(train, lambda t: 0.3 + 2.0 * np.exp(-9 * t)))
+    assert result.verdict == "healthy", str(result)
+    assert abs(result.evidence.val_trend) < 0.072
+
+
+@given(scale=st.floats(1e-3, 1e3), shift=st.floats(-100, 100), every=st.integers(1, 3))
+def test_validation_rules_are_invariant_to_scale_shift_and_log_density(scale, shift, every):
+    train = heavy_tailed(make(power_law(0.6, 40), noise=0.01), every=17)
+    trace = with_val(train, lambda t: 0.5 + 1.5 * (1 + 4 * t) ** -1.0, every=42)
+    moved = trace.replace(loss=trace.loss * scale + shift, val_loss=trace.val_loss * scale + shift)
+    assert diagnose(moved.select(slice(0, None, every))).verdict == "too_low"

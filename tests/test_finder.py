@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
 import lrkit
 from lrkit.torch.finder import FinderResult, find_lr, find_task_lr
@@ -66,6 +66,19 @@ def trained(seed: int = 0):
         optimizer.step()
         scheduler.step()
     return model, optimizer, scheduler
+
+
+def test_range_test_leaves_a_nested_sampler_shuffle_where_it_was():
+    """A DataLoader over BatchSampler(RandomSampler(generator)) (batch_size=None) is rewound too."""
+    dataset = loader().dataset
+    generator = torch.Generator().manual_seed(3)
+    batches = BatchSampler(RandomSampler(dataset, generator=generator), 32, drop_last=False)
+    nested = DataLoader(dataset, sampler=batches, batch_size=None)
+    state_before = generator.get_state()
+
+    find_lr(net(), torch.optim.SGD(net().parameters(), lr=0.1), ce, nested, steps=12)
+
+    assert torch.equal(generator.get_state(), state_before)
 
 
 def test_range_test_suggests_and_restores_everything_bit_exactly():

@@ -32,14 +32,20 @@ LATE_RISE = 0.25  # too_high: the end sits this share of the progress above the 
 NOISE_TO_PROGRESS = 0.6  # too_high: per-step noise (late half) over the progress made
 SPIKES = 3  # too_high: this many spikes, or one bigger than the whole progress
 SPIKE_SIGMAS = 6.0  # a spike stands this many noise sigmas above the trend ...
-SPIKE_SHARE = 0.3  # ... and this share of the progress above it
+SPIKE_SHARE = 0.3  # ... and this share of the progress above it ...
+SPIKE_POINTS = 2  # ... and the loss stays above half that for this many points
 OSCILLATION = 0.5  # too_high: lag-1 anti-correlation of the residuals, when the noise is large
 EARLY_RISE = 0.5  # too_high: early on the loss rose this share of the progress above its start
+REBOUND = 0.25  # too_high: at some point the loss climbed back this share of the progress ...
+REBOUND_SE = 4.0  # ... beyond the standard errors its smoothed curve wanders by on noise alone
+STILL_FALLING = 1.0  # a trend this steep (another run gains as much again) outweighs bumps
 TREND = 0.25  # too_low: another run at the late pace would gain this share of the progress
 FLAT = 8.0  # plateau: the smoothed curve moved less than this many of its standard errors
 HALF_TIME = 0.2  # too_low: making half the progress took this share of the run, or more
 TREND_Z = 2.0  # ... and the late slope is this many standard errors from flat
 PLATEAU_GAIN = 0.1  # plateau: a positive loss that fell less than this fraction of its start
+VAL_TREND = 0.072  # too_low: validation gains 5% of the progress per doubling (0.05/ln 2)
+VAL_POINTS = 5  # fewest validation points to judge their pace
 _LATE = 0.3  # the late window is the last 30% of the run (or of the time at high LR)
 _MAX_POINTS = 2000  # longer curves are reduced to bin medians first
 
@@ -62,6 +68,8 @@ class Evidence:
     half_time: float  # share of the run spent making half of its progress (start to end)
     late_rise: float  # (end - best) / progress
     early_rise: float  # highest loss in the first 30%, above the start, per unit of progress
+    rebound: float  # highest rise of the smoothed curve above its best so far, per unit of progress
+    rebound_step: int  # where that rise peaked
     noise_to_progress: float  # robust per-step noise (late half) / (start - end), the progress kept
     oscillation: float  # step-to-step swinging: about 0 for noise, 1 for a zig-zag
     spike_count: int
@@ -74,6 +82,8 @@ class Evidence:
     warmup: bool  # the LR rose over the first steps
     trend_until_step: int  # where the trend window ends (earlier than the end when the LR decayed)
     val_late_rise: float  # like late_rise, for the validation loss (NaN without one)
+    val_trend: float  # like trend, for the validation loss, per unit of training progress
+    val_trend_z: float  # its late slope in standard errors of the validation noise
 
     def to_dict(self) -> dict[str, Any]:
         return {key: _plain(value) for key, value in asdict(self).items()}
@@ -179,22 +189,22 @@ def _measure(trace: Trace, whole: Trace, bad: np.ndarray) -> Evidence:
     trend_line = smooth(loss_small)
     residual = loss - np.interp(t, t_small, trend_line)
 
-    # the first loss, or the smoothed start where noise makes one point unreliable; never an
-    # early blow-up's level
-    start = float(min(loss[0], trend_line[0]))
+    late_half = t >= 0.5
+    sigma = _noise(loss[late_half])
+    start = _start(loss[0], float(trend_line[0]), sigma)
     tail = max(3, n // 10)
     end = float(np.median(loss[-tail:]))
     best_index = int(np.argmin(trend_line))
     best = float(min(trend_line[best_index], end))
-    late_half = t >= 0.5
-    sigma = _noise(loss[late_half])
     progress = start - best
     unit = max(progress, sigma, _tiny(start))
 
-    spikes = _spikes(residual, sigma, unit)
+    spikes = _spikes(loss, residual, sigma, unit)
     early = t_small <= 0.3
     early_line = smooth(loss_small[early]) if early.sum() >= 3 else loss_small[early]
     early_rise = (float(np.max(early_line)) - min(loss[0], early_line[0])) / unit
+    rebound = _rebound(loss_small, trend_line)
+    rebound_at = int(np.argmax(rebound))
     lr = whole.lr
     lr_known = np.isfinite(lr).any()
     lr_peak = float(np.nanmax(lr)) if lr_known else math.nan
@@ -212,13 +222,15 @@ def _measure(trace: Trace, whole: Trace, bad: np.ndarray) -> Evidence:
         end=end,
         progress=progress,
         noise=sigma,
-        movement=_movement(loss_small, sigma * math.sqrt(len(loss_small) / n), start),
+        movement=_movement(loss_small, sigma * math.sqrt(len(loss_small) / n), start, end),
         gain=(start - end) / start if start > 0 and np.all(loss > 0) else math.nan,
         trend=trend,
         trend_z=trend_z,
         half_time=_half_time(t_small, trend_line, start, end, _warm_until(t, trace.lr)),
         late_rise=(end - best) / unit,
         early_rise=early_rise,
+        rebound=float(rebound[rebound_at]) / unit,
+        rebound_step=int(np.interp(t_small[rebound_at], t, step)),
         noise_to_progress=sigma / (start - end) if start > end else math.inf,
         oscillation=_oscillation(loss[late_half]),
         spike_count=len(spikes),
@@ -231,6 +243,7 @@ def _measure(trace: Trace, whole: Trace, bad: np.ndarray) -> Evidence:
         warmup=warmup,
         trend_until_step=int(step[0] + window_end * span),
         val_late_rise=_val_late_rise(whole.val_loss),
+        **_val_measures(whole, window_end, unit),
     )
 
 
@@ -255,6 +268,8 @@ def _nonfinite_only(trace: Trace, bad: np.ndarray) -> Evidence:
         half_time=nan,
         late_rise=nan,
         early_rise=nan,
+        rebound=nan,
+        rebound_step=int(trace.step[0]),
         noise_to_progress=nan,
         oscillation=nan,
         spike_count=0,
@@ -267,15 +282,38 @@ def _nonfinite_only(trace: Trace, bad: np.ndarray) -> Evidence:
         warmup=False,
         trend_until_step=int(trace.step[-1]),
         val_late_rise=nan,
+        val_trend=nan,
+        val_trend_z=nan,
     )
 
 
-def _movement(values: np.ndarray, sigma: float, start: float) -> float:
-    """How far the curve moved at all: the range of a rolling median over 10% of the points, over
-    the standard error of such a median (1.25 sigma / sqrt(window)). Noise alone gives 3 to 6."""
+def _start(first: float, smoothed: float, sigma: float) -> float:
+    """The loss the run began from: the first point, unless it stands within noise of the smoothed
+    start (then one noisy point must not set the unit of progress). A first point far above the
+    smoothed start is a fast initial fall, which a rolling median cuts short."""
+    return first if first - smoothed > SPIKE_SIGMAS * sigma else min(first, smoothed)
+
+
+def _movement(values: np.ndarray, sigma: float, start: float, end: float) -> float:
+    """How far the curve moved at all: the range of a rolling median over 10% of the points (or the
+    fall from the start to the end, when a fast first fall hides inside one window), over the
+    standard error of such a median (1.25 sigma / sqrt(window)). Noise alone gives 3 to 6."""
     window = 2 * max(1, round(0.05 * len(values))) + 1
     line = smooth(values, 0.1)
-    return float(np.ptp(line)) / max(1.25 * sigma / math.sqrt(window), _tiny(start))
+    moved = max(float(np.ptp(line)), start - end)
+    return moved / max(1.25 * sigma / math.sqrt(window), _tiny(start))
+
+
+def _rebound(values: np.ndarray, line: np.ndarray) -> np.ndarray:
+    """How far the smoothed curve stands above its lowest point so far, less the few standard errors
+    a rolling median wanders by on noise alone (a rise that is only noise gives 0). The noise is
+    the local one, from the step-to-step changes in the same window: early batches are often
+    noisier than late ones."""
+    window = 2 * max(1, round(0.02 * len(values))) + 1
+    changes = np.abs(np.diff(values, prepend=values[0]))
+    sigma = 1.4826 * smooth(changes) / math.sqrt(2)
+    wander = REBOUND_SE * 1.25 * sigma / math.sqrt(window)
+    return np.maximum(line - np.minimum.accumulate(line) - wander, 0.0)
 
 
 def _noise(values: np.ndarray) -> float:
@@ -286,10 +324,12 @@ def _noise(values: np.ndarray) -> float:
     return 1.4826 * float(np.median(np.abs(np.diff(values)))) / math.sqrt(2)
 
 
-def _spikes(residual: np.ndarray, sigma: float, unit: float) -> list[int]:
+def _spikes(loss: np.ndarray, residual: np.ndarray, sigma: float, unit: float) -> list[int]:
     """Index of the highest point of each run of points far above the trend that lasts: an
-    unstable step damages the weights, so the loss after it stays high too, while one bad batch
-    leaves the next loss alone."""
+    unstable step damages the weights, so the loss stays above half the spike's threshold for
+    ``SPIKE_POINTS`` points or more, while one or two hard batches leave the losses after them
+    alone. A point that merely stands below the loss just before it (a fast fall the trend cuts
+    short) is no spike."""
     threshold = max(SPIKE_SIGMAS * sigma, SPIKE_SHARE * unit)
     above = residual > threshold
     above[0] = False  # the first loss is where the run starts, above a steep trend or not
@@ -299,9 +339,13 @@ def _spikes(residual: np.ndarray, sigma: float, unit: float) -> list[int]:
             stop = index
             while stop + 1 < len(above) and above[stop + 1]:
                 stop += 1
-            lasting = stop > index or (stop + 1 < len(above) and residual[stop + 1] > threshold / 2)
-            if lasting:
-                peaks.append(index + int(np.argmax(residual[index : stop + 1])))
+            peak = index + int(np.argmax(residual[index : stop + 1]))
+            after = peak
+            while after + 1 < len(above) and residual[after + 1] > threshold / 2:
+                after += 1
+            rose = peak == 0 or loss[peak] > np.median(loss[max(0, peak - 3) : peak])
+            if after - peak + 1 >= SPIKE_POINTS and rose:
+                peaks.append(peak)
             index = stop + 1
         else:
             index += 1
@@ -370,6 +414,34 @@ def _half_time(t: np.ndarray, line: np.ndarray, start: float, end: float, t0: fl
     return float(max(t[below[0]] - t0, 0.0) / (1 - t0)) if len(below) else math.nan
 
 
+def _val_measures(trace: Trace, window_end: float, unit: float) -> dict[str, float]:
+    """The validation loss's pace over the last 30% of the trend window, like the training trend (a
+    slope fitted against log step, so it reads the same for any run length), and that slope in
+    standard errors of the validation noise; the pace per unit of training progress (the validation loss is the same loss on other
+    data, and its first check comes after much of the fall, so it has no progress of its own).
+
+    The validation loss is measured on the same data every time, without batch noise, so a steady
+    fall there is visible even when heavy-tailed batch losses hide it in the training curve."""
+    nan = {"val_trend": math.nan, "val_trend_z": math.nan}
+    if trace.val_loss is None:
+        return nan
+    has = np.isfinite(trace.val_loss)
+    step = trace.step.astype(float)
+    t = (step[has] - step[0]) / max(step[-1] - step[0], 1.0)
+    values = trace.val_loss[has]
+    if len(values) < VAL_POINTS:
+        return nan
+    noise = 1.4826 * float(np.median(np.abs(np.diff(values, 2)))) / math.sqrt(6)
+    late = (t > 0) & (t >= window_end * (1 - _LATE)) & (t <= window_end)
+    if late.sum() < 3:
+        return nan
+    u = np.log(t[late])
+    slope = float(np.polyfit(u, values[late], 1)[0])
+    spread = math.sqrt(float(np.sum((u - u.mean()) ** 2)))
+    z = -slope * spread / noise if noise > 0 else math.inf * -np.sign(slope)
+    return {"val_trend": -slope / unit, "val_trend_z": float(z)}
+
+
 def _val_late_rise(val: np.ndarray | None) -> float:
     if val is None:
         return math.nan
@@ -426,6 +498,17 @@ def _judge(e: Evidence) -> tuple[str, float, list[str]]:
                 f"the loss rose from its best {e.best:.4g} (step {e.best_step}) to {e.end:.4g} at the end",
             )
         )
+    # a loss still falling fast and steadily has made little of its progress yet, so bumps and
+    # swings measured in that small unit look large: they do not make the LR too high
+    still_falling = e.trend >= STILL_FALLING and e.trend_z >= TREND_Z
+    if e.rebound >= REBOUND and not still_falling:
+        high.append(
+            (
+                _margin(e.rebound, REBOUND),
+                f"the loss climbed back {e.rebound:.2f}x the progress above its best so far "
+                f"(step {e.rebound_step})",
+            )
+        )
     if e.noise_to_progress >= NOISE_TO_PROGRESS:
         high.append(
             (
@@ -433,14 +516,18 @@ def _judge(e: Evidence) -> tuple[str, float, list[str]]:
                 f"noise swamps progress (noise-to-progress {e.noise_to_progress:.2f})",
             )
         )
-    if e.oscillation >= OSCILLATION and e.noise_to_progress >= NOISE_TO_PROGRESS / 4:
+    if (
+        e.oscillation >= OSCILLATION
+        and e.noise_to_progress >= NOISE_TO_PROGRESS / 4
+        and not still_falling
+    ):
         high.append(
             (
                 _margin(e.oscillation, OSCILLATION),
                 f"the loss oscillates step to step (anti-correlation {e.oscillation:.2f})",
             )
         )
-    if e.early_rise >= EARLY_RISE:
+    if e.early_rise >= EARLY_RISE and not still_falling:
         high.append(
             (
                 _margin(e.early_rise, EARLY_RISE),
@@ -457,6 +544,14 @@ def _judge(e: Evidence) -> tuple[str, float, list[str]]:
                 _margin(e.trend, TREND),
                 f"still falling steadily (trend {e.trend:.2f}: at the late pace another run would "
                 f"gain {e.trend:.0%} of the progress so far)",
+            )
+        )
+    if e.val_trend >= VAL_TREND and e.val_trend_z >= TREND_Z:
+        slow.append(
+            (
+                _margin(e.val_trend, VAL_TREND),
+                f"the validation loss is still falling steadily (another run as long would gain "
+                f"{e.val_trend * math.log(2):.0%} of the progress so far)",
             )
         )
     if e.half_time >= HALF_TIME:

@@ -339,16 +339,22 @@ def _device(model: nn.Module) -> torch.device:
 
 
 def _loader_generators(loader: Any) -> list[torch.Generator]:
-    """Seeded generators a loader draws its order from, so iterating it here leaves them as they were."""
-    if loader is None:
-        return []
-    owners = [loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)]
-    owners.append(getattr(owners[-1], "sampler", None))
+    """Seeded generators a loader draws its order from, so iterating it here leaves them as they were.
+
+    Samplers nest (a DataLoader over a ``BatchSampler(RandomSampler(...))``), so every
+    ``sampler``/``batch_sampler`` reachable from the loader is searched.
+    """
     found: list[torch.Generator] = []
-    for owner in owners:
+    pending, seen = [loader], set()
+    while pending:
+        owner = pending.pop()
+        if owner is None or id(owner) in seen:
+            continue
+        seen.add(id(owner))
         generator = getattr(owner, "generator", None)
         if isinstance(generator, torch.Generator) and all(generator is not g for g in found):
             found.append(generator)
+        pending += [getattr(owner, "batch_sampler", None), getattr(owner, "sampler", None)]
     return found
 
 

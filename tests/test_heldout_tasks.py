@@ -1,0 +1,31 @@
+"""The held-out benchmark tasks: registered on request, deterministic per seed, and they learn."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.heldout_tasks import NAMES, register_heldout
+from lrkit.tasks import get_task, list_tasks, registry, train
+
+
+@pytest.fixture(autouse=True)
+def private_registry(monkeypatch):
+    """Register the held-out tasks into a copy of the registry, so other tests never list them."""
+    list_tasks()  # the built-in tasks are loaded lazily: load them before copying
+    monkeypatch.setattr(registry, "_TASKS", dict(registry._TASKS))
+
+
+def test_registering_twice_is_harmless_and_adds_each_task_once():
+    register_heldout()
+    register_heldout()
+    names = [task.name for task in list_tasks()]
+    assert all(names.count(name) == 1 for name in NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_task_is_deterministic_and_learns_at_its_default_rate(name):
+    register_heldout()
+    task = get_task(name)
+    first, again = train(task, task.default_lr, seed=1), train(task, task.default_lr, seed=1)
+    assert first.val_loss == again.val_loss and not first.diverged
+    assert first.val_loss < 0.9 * first.initial_val_loss
