@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from benchmarks.heldout_tasks import NAMES, register_heldout
+
 from lrkit.tasks import get_task, list_tasks, registry, train
 
 
