@@ -43,7 +43,7 @@ from lrkit.trace import Trace
 
 COMMAND = "nice -n 10 python -m benchmarks.finder"
 MIN_LR, MAX_LR, BUDGET = 1e-7, 10.0, 0.1
-ROWS = ("lrkit", "torch-lr-finder", "lightning", "min-loss/10", "default")
+ROWS = ("lrkit", "lrkit val", "torch-lr-finder", "lightning", "min-loss/10", "default")
 SCORES_CACHE = RESULTS / "finder_scores.json"
 
 
@@ -55,6 +55,14 @@ def choose_lrkit(task: Task, seed: int) -> tuple[dict[str, float | None], int]:
     """lrkit's suggestion and the min-loss/10 rule, both read from one lrkit range test."""
     result = find_task_lr(task, seed=seed, min_lr=MIN_LR, max_lr=MAX_LR, budget=BUDGET)
     return {"lrkit": result.lr, "min-loss/10": min_loss_over_10(result.trace)}, result.steps
+
+
+def choose_lrkit_val(task: Task, seed: int) -> tuple[float | None, int]:
+    """lrkit's suggestion read from the validation loss (measured after every step of the test)."""
+    result = find_task_lr(
+        task, seed=seed, min_lr=MIN_LR, max_lr=MAX_LR, budget=BUDGET, validation=True
+    )
+    return result.lr, result.steps
 
 
 def min_loss_over_10(trace: Trace, beta: float = 0.98) -> float:
@@ -154,6 +162,7 @@ def choose_all(task: Task, seed: int) -> dict[str, dict]:
     for row, lr in lrs.items():
         chosen[row] = {"lr": lr, "steps": steps}
     for row, choose in (
+        ("lrkit val", choose_lrkit_val),
         ("torch-lr-finder", choose_torch_lr_finder),
         ("lightning", choose_lightning),
     ):
@@ -315,7 +324,7 @@ def tables(cases: list[dict], summary: dict) -> list[str]:
 def note(summary: dict, cases: list[dict]) -> list[str]:
     """The honest reading of the numbers: goals met or not, where lrkit loses, and why."""
     ours = summary["lrkit"]
-    others = {row: s for row, s in summary.items() if row != "lrkit"}
+    others = {row: s for row, s in summary.items() if not row.startswith("lrkit")}
     best_median = min(s["median_regret"] for s in others.values())
     best_worst = min(s["worst_regret"] for s in others.values())
     worst_case = max(cases, key=lambda case: case["rows"]["lrkit"]["regret"])

@@ -6,7 +6,9 @@ at 10x and 30x the grid-best LR, several seeds, in the same hand-written loop th
 - ``bare``: ``optimizer.step()``;
 - ``guard``: ``lrkit.Guard`` (default settings) in place of ``optimizer.step()``;
 - ``guard+best``: the same guard, also fed the validation loss (``should_stop`` with the default
-  ``patience=None``, so it never stops) and ``restore_best()`` at the end.
+  ``patience=None``, so it never stops) and ``restore_best()`` at the end;
+- ``guard+watch``: the guard with ``watch_every`` an eighth of the run, so the curve since the last
+  LR change is diagnosed eight times a run and a too-high verdict cuts the LR.
 
 A run succeeds when its final validation loss is within 5% of the grid's best (its mean over the
 seeds at the best LR). The same loop at the best LR gives the reference share (seeds vary), the
@@ -42,7 +44,8 @@ from lrkit.torch.snapshot import Snapshot
 
 RESULTS = Path(__file__).parent / "results"
 COMMAND = "nice -n 10 python -m benchmarks.guard"
-ARMS = ("bare", "guard", "guard+best")
+ARMS = ("bare", "guard", "guard+best", "guard+watch")
+AT_BEST = ("bare", "guard", "guard+watch")  # the arms also run at the best LR
 MULTIPLIERS = (10.0, 30.0)
 TOLERANCE = 0.05
 
@@ -77,7 +80,8 @@ def run(task_name: str, lr: float, seed: int, arm: str, multiplier: float) -> Ru
     if schedule is not None:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step) / lr)
     train_loader, val_loader = task.loaders(seed)
-    guard = None if arm == "bare" else Guard(model, optimizer, scheduler=scheduler)
+    watch_every = max(10, steps // 8) if arm == "guard+watch" else None
+    guard = None if arm == "bare" else Guard(model, optimizer, scheduler=scheduler, watch_every=watch_every)
     stopped, step_seconds = False, 0.0
     model.train()
     for step, batch in zip(range(steps), cycle(train_loader), strict=False):
@@ -208,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name} time per step: {times[name]}", flush=True)
             for multiplier in (1.0, *MULTIPLIERS) if name in names else ():
                 for seed in args.seeds:
-                    for arm in ARMS if multiplier != 1.0 else ("bare", "guard"):
+                    for arm in ARMS if multiplier != 1.0 else AT_BEST:
                         result = run(name, truth.best_lr * multiplier, seed, arm, multiplier)
                         runs.append(result)
                         print(
@@ -238,6 +242,7 @@ def summarize(runs, times, best_loss, best_lr, seeds) -> dict:
                     r.within(best_loss[r.task]) for r in chosen
                 )
     at_best = [r for r in runs if r.multiplier == 1.0 and r.arm == "guard"]
+    watched = [r for r in runs if r.multiplier == 1.0 and r.arm == "guard+watch"]
     return {
         "command": COMMAND,
         "seeds": seeds,
@@ -247,6 +252,8 @@ def summarize(runs, times, best_loss, best_lr, seeds) -> dict:
         "share_within": shares,
         "events_at_best_lr": sum(r.events for r in at_best),
         "runs_at_best_lr": len(at_best),
+        "watch_events_at_best_lr": sum(r.events for r in watched),
+        "watch_runs_at_best_lr": len(watched),
         "time_per_step": times,
         "runs": [asdict(r) | {"within": r.within(best_loss[r.task])} for r in runs],
     }
@@ -272,13 +279,14 @@ def markdown(report: dict) -> str:
     lines += [
         "",
         f"Guard events in {report['runs_at_best_lr']} guarded runs at the best LR: "
-        f"**{report['events_at_best_lr']}**.",
+        f"**{report['events_at_best_lr']}**; with the watch, in {report.get('watch_runs_at_best_lr', 0)} runs: "
+        f"**{report.get('watch_events_at_best_lr', '-')}**.",
         "",
         "Per run (final validation loss; guard: rollbacks / skipped steps / final LR scale; "
-        "`stop` = GuardStop):",
+        "`stop` = GuardStop; watch: events / final LR scale):",
         "",
-        "| task | start | seed | best | bare | guard | guard+best | guard actions |",
-        "|---|---|---|---|---|---|---|---|",
+        "| task | start | seed | best | " + " | ".join(ARMS) + " | guard actions | watch actions |",
+        "|---|---|---|---|" + "---|" * len(ARMS) + "---|---|",
     ]
     by_key: dict[tuple, dict[str, dict]] = {}
     for r in report["runs"]:
@@ -290,10 +298,12 @@ def markdown(report: dict) -> str:
             if g
             else "-"
         )
+        w = arms.get("guard+watch")
+        watch = f"{w['events']} / {w['lr_scale']:.3g}" + (" stop" if w["stopped"] else "") if w else "-"
         lines.append(
             f"| {task} | {multiplier:g}x | {seed} | {report['best_loss'][task]:.4f} | "
             + " | ".join(_cell(arms.get(arm)) for arm in ARMS)
-            + f" | {actions} |"
+            + f" | {actions} | {watch} |"
         )
     lines += [
         "",

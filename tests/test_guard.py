@@ -201,6 +201,39 @@ def test_a_run_at_a_good_lr_triggers_nothing_and_matches_the_bare_loop(name, see
     assert finals[0] == finals[1]
 
 
+def feed(guard, losses):
+    """Drive the guard as a framework callback does: judge each loss, then report it applied."""
+    for loss in losses:
+        if guard.judge(float(loss)):
+            guard.applied()
+
+
+def test_the_watch_cuts_the_lr_of_a_run_that_stalls_and_creeps_back_up():
+    model, optimizer, scheduler, _ = setup()
+    guard = Guard(model, optimizer, scheduler=scheduler, watch_every=40, lr_factor=0.5)
+    rng = torch.Generator().manual_seed(0)
+    noise = 0.02 * torch.randn(120, generator=rng)
+    # falls over the first 30 steps, then creeps back up: no spike, but a rate too high to settle
+    losses = [2.0 - 1.5 * min(t, 30) / 30 + 0.6 * max(t - 30, 0) / 90 + float(e) for t, e in enumerate(noise)]
+    feed(guard, losses)
+    cuts = [event for event in guard.trace.events if event.kind == "lr_cut"]
+    assert len(cuts) == 1 and "too_high" in cuts[0].detail
+    assert guard.lr_scale == 0.5 and guard.rollbacks == 0
+    # the group's LR and the base LR the scheduler computes from are both halved (feed() never
+    # steps the scheduler, so the group's LR is still the starting 1e-2, now halved)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5e-2)
+    assert scheduler.base_lrs == [pytest.approx(0.5e-2)]
+
+
+def test_the_watch_leaves_a_healthy_curve_alone():
+    model, optimizer, scheduler, _ = setup()
+    guard = Guard(model, optimizer, scheduler=scheduler, watch_every=40)
+    rng = torch.Generator().manual_seed(1)
+    losses = [0.3 + 1.7 * math.exp(-t / 25) + 0.02 * float(torch.randn(1, generator=rng)) for t in range(200)]
+    feed(guard, losses)
+    assert guard.trace.events == () and guard.lr_scale == 1.0
+
+
 def test_snapshots_on_disk_keep_one_file_at_a_time(tmp_path):
     model, optimizer, scheduler, data = setup()
     guard = Guard(model, optimizer, scheduler=scheduler, snapshot_every=10, directory=tmp_path)
@@ -221,6 +254,8 @@ def test_bad_arguments_name_what_is_allowed():
         Guard(model, optimizer, rule={"window": 5})
     with pytest.raises(RuntimeError, match="no validation loss was recorded yet"):
         Guard(model, optimizer).restore_best()
+    with pytest.raises(ValueError, match="watch_every must be >= 10, got 3"):
+        Guard(model, optimizer, watch_every=3)
     Guard(model, optimizer, rule=SpikeRule(window=10, warmup_steps=5))
 
 

@@ -3,8 +3,10 @@
 ``Guard.step(loss)`` replaces ``optimizer.step()`` (and ``scheduler.step()``) in a plain loop. A
 non-finite loss or gradient norm skips the step without touching parameters, optimizer state or
 the schedule. A loss spike (:mod:`lrkit.spikes`) rolls back to the last good snapshot, skips a
-window of batches and cuts the LR. Too many rollbacks without progress stop the run with
-:class:`GuardStop`. ``should_stop(val_loss)`` adds early stopping that restores the best weights.
+window of batches and cuts the LR. With ``watch_every``, the curve since the last LR change is
+also read by :func:`lrkit.diagnose` every so many steps, and a ``too_high`` or ``diverged`` verdict
+cuts the LR (a rate too high rarely spikes: more often the loss stalls, swings or creeps back up).
+Too many rollbacks without progress stop the run with :class:`GuardStop`. ``should_stop(val_loss)`` adds early stopping that restores the best weights.
 Every event goes to the run's Trace and to the ``lrkit.guard`` logger. The Lightning and Hugging
 Face callbacks drive the same object through :meth:`Guard.judge` and :meth:`Guard.applied`.
 """
@@ -50,7 +52,10 @@ class Guard:
     ``rule`` decides what a spike is; a snapshot is kept every ``snapshot_every`` applied steps (in
     CPU memory, or in ``directory``); a spike restores it, multiplies the LR by ``lr_factor`` and
     skips the next ``skip_batches`` batches; ``max_rollbacks`` rollbacks in a row without a new good
-    snapshot raise :class:`GuardStop`. ``nonfinite_patience`` non-finite losses in a row also count
+    snapshot raise :class:`GuardStop`. With ``watch_every``, every that many applied steps the
+    losses since the last LR change (at least ``watch_every`` of them) are diagnosed, and a
+    ``too_high`` or ``diverged`` verdict multiplies the LR by ``lr_factor`` (no rollback: nothing
+    broke, the rate is just too high to make progress). ``nonfinite_patience`` non-finite losses in a row also count
     as a spike. With ``patience``, :meth:`should_stop` stops after that many validations without a
     better ``val_loss`` (by more than ``min_delta``) and restores the best weights.
     """
@@ -72,6 +77,7 @@ class Guard:
         min_delta: float = 0.0,
         directory: str | Path | None = None,
         trace: TraceBuilder | None = None,
+        watch_every: int | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -89,6 +95,7 @@ class Guard:
         self.patience = None if patience is None else checks.integer("patience", patience, minimum=1)
         self.min_delta = checks.non_negative("min_delta", min_delta)
         self.directory = directory
+        self.watch_every = None if watch_every is None else checks.integer("watch_every", watch_every, minimum=10)
         self.record = trace if trace is not None else TraceBuilder()
         self.steps = 0  # batches seen by step()/judge()
         self.skipped = 0  # steps not applied because the loss or gradients were not finite
@@ -101,6 +108,7 @@ class Guard:
         self._nonfinite_streak = 0
         self._failed_rollbacks = 0
         self._since_best = 0
+        self._watch_from = len(self.record)  # the first trace row at the current LR
         self._best: Snapshot | None = None
         self._held: tuple[Any, list[Any]] | None = None
         self._good = self._save()
@@ -229,6 +237,8 @@ class Guard:
             self._good.snapshot.discard()
             self._good = self._save()
             self._failed_rollbacks = 0
+        if self.watch_every is not None and self._applied % self.watch_every == 0:
+            self._watch()
 
     def hold_schedule(self) -> None:
         """Remember the schedule (scheduler state, group LRs) so a framework's step can be undone.
@@ -263,6 +273,26 @@ class Guard:
             self._rollback(step, f"{self.nonfinite_patience} non-finite steps in a row")
         return self._clear()
 
+    def _watch(self) -> None:
+        """Diagnose the curve since the last LR change; cut the LR if it says the LR is too high."""
+        rows = len(self.record)
+        if rows - self._watch_from < self.watch_every:
+            return
+        from lrkit.diagnosis import diagnose
+
+        curve = self.record.build().select(slice(self._watch_from, rows))
+        verdict = diagnose(curve)
+        if verdict.verdict not in ("too_high", "diverged"):
+            return
+        self._cut_lrs(self.lr_scale * self.lr_factor)
+        self._event("lr_cut", f"{verdict}: LR cut to {self.lr_scale:.3g}x")
+
+    def _cut_lrs(self, scale: float) -> None:
+        """Set the LR scale (relative to the start) to ``scale``; the watch starts afresh."""
+        _scale_lrs(self.optimizer, self.scheduler, scale / self.lr_scale)
+        self.lr_scale = scale
+        self._watch_from = len(self.record)
+
     def _rollback(self, step: int, reason: str) -> None:
         good = self._good
         if self._failed_rollbacks >= self.max_rollbacks:
@@ -276,10 +306,11 @@ class Guard:
             )
             self._event("stop", message)
             raise GuardStop(message)
+        target = self.lr_scale * self.lr_factor  # every rollback cuts further, even to one snapshot
         self.rewind()
-        scale = self.lr_scale * self.lr_factor
-        _scale_lrs(self.optimizer, self.scheduler, scale / good.lr_scale)
-        self.lr_scale = scale
+        self.lr_scale = good.lr_scale  # the rewind put back the LRs of the snapshot
+        self._cut_lrs(target)
+        scale = self.lr_scale
         self._skip_left = self.skip_batches
         self.rollbacks += 1
         self._failed_rollbacks += 1
