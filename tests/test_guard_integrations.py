@@ -98,6 +98,19 @@ def test_lightning_rolls_back_a_spike_and_cuts_the_lr():
     assert all(torch.isfinite(p).all() for p in module.parameters())
 
 
+def test_lightning_watch_cuts_a_rate_too_high_and_leaves_a_good_one():
+    x, y = regression(n=8 * 80)
+    cuts = {}
+    for lr in (1e-2, 0.3):
+        module, callback = Regressor(lr=lr), LightningGuard(watch_every=40)
+        trainer = fit(module, callback, x=x, y=y, epochs=3)
+        guard = callback.guard
+        cuts[lr] = [event for event in guard.trace.events if event.kind == "lr_cut"]
+        assert trainer.lr_scheduler_configs[0].scheduler.base_lrs == [pytest.approx(lr * guard.lr_scale)]
+    assert cuts[1e-2] == [] and len(cuts[0.3]) >= 1
+    assert all("too_high" in event.detail or "diverged" in event.detail for event in cuts[0.3])
+
+
 def test_lightning_early_stopping_stops_the_trainer():
     x, y = regression(n=64)
     val = DataLoader(TensorDataset(*regression(n=32, seed=1)), batch_size=32)
