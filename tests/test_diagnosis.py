@@ -448,3 +448,14 @@ def test_validation_rules_are_invariant_to_scale_shift_and_log_density(scale, sh
     trace = with_val(train, lambda t: 0.5 + 1.5 * (1 + 4 * t) ** -1.0, every=42)
     moved = trace.replace(loss=trace.loss * scale + shift, val_loss=trace.val_loss * scale + shift)
     assert diagnose(moved.select(slice(0, None, every))).verdict == "too_low"
+
+
+def test_a_validation_loss_that_turns_up_while_training_falls_is_called_overfitting():
+    trace = make(decay(12), noise=0.01, floor=0.1)
+    # validation falls with training, then climbs back half its progress: memorising, not the LR
+    overfit = with_val(trace, lambda t: 0.4 + 1.0 * np.exp(-12 * t) + 0.5 * np.clip(t - 0.4, 0, None) / 0.6)
+    result = diagnose(overfit)
+    assert "overfitting, not the LR" in result.action, result.action
+    assert result.verdict == diagnose(trace).verdict  # the verdict is about the LR alone
+    steady = with_val(trace, lambda t: 0.4 + 1.0 * np.exp(-12 * t))
+    assert "overfitting" not in diagnose(steady).action

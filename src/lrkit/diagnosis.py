@@ -590,6 +590,18 @@ def _judge(e: Evidence) -> tuple[str, float, list[str]]:
 
 
 def _action(verdict: str, e: Evidence) -> str:
+    action = _lr_action(verdict, e)
+    overfits = e.val_late_rise >= LATE_RISE and e.late_rise < LATE_RISE  # NaN compares False
+    if overfits and verdict != "diverged":
+        action += (
+            f"; the validation loss ended {e.val_late_rise:.2f}x its progress above its best while "
+            "the training loss did not rise: that is overfitting, not the LR (stop early at the "
+            "best validation loss, or regularize)"
+        )
+    return action
+
+
+def _lr_action(verdict: str, e: Evidence) -> str:
     lr = e.lr_peak if math.isfinite(e.lr_peak) and e.lr_peak > 0 else None
 
     def change(direction: str, factor: float) -> str:
