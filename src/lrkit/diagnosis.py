@@ -415,13 +415,15 @@ def _half_time(t: np.ndarray, line: np.ndarray, start: float, end: float, t0: fl
 
 
 def _val_measures(trace: Trace, window_end: float, unit: float) -> dict[str, float]:
-    """The validation loss's pace over the last 30% of the trend window, like the training trend (a
-    slope fitted against log step, so it reads the same for any run length), and that slope in
-    standard errors of the validation noise; the pace per unit of training progress (the validation loss is the same loss on other
-    data, and its first check comes after much of the fall, so it has no progress of its own).
+    """The validation loss's pace over the last 30% of the trend window, and that pace in standard
+    errors of the validation noise.
 
-    The validation loss is measured on the same data every time, without batch noise, so a steady
-    fall there is visible even when heavy-tailed batch losses hide it in the training curve."""
+    The pace is a slope against log step, as for the training trend (so it reads the same for any
+    run length), per unit of *training* progress: the validation loss is the same loss on other
+    data, and its first check often comes after most of the fall, so it has no progress of its
+    own. Measured on the same data every time, without batch noise, it shows a steady fall that
+    heavy-tailed batch losses hide in the training curve.
+    """
     nan = {"val_trend": math.nan, "val_trend_z": math.nan}
     if trace.val_loss is None:
         return nan
