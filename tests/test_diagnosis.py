@@ -459,3 +459,22 @@ def test_a_validation_loss_that_turns_up_while_training_falls_is_called_overfitt
     assert result.verdict == diagnose(trace).verdict  # the verdict is about the LR alone
     steady = with_val(trace, lambda t: 0.4 + 1.0 * np.exp(-12 * t))
     assert "overfitting" not in diagnose(steady).action
+
+
+@pytest.mark.parametrize(
+    ("family", "direction"),
+    [("diverged", "lower"), ("too_high", "lower"), ("too_low", "raise"), ("healthy", "keep")],
+)
+def test_the_lr_factor_is_the_number_the_action_gives(family, direction):
+    results = [diagnose(trace) for trace in FAMILIES[family]]
+    assert any(result.verdict == family for result in results)
+    for result in results:
+        if result.verdict != family:
+            continue
+        if direction == "keep":
+            assert result.lr_factor == 1.0 and result.action.startswith("keep the LR")
+        else:
+            times = 1 / result.lr_factor if direction == "lower" else result.lr_factor
+            assert times in (3.0, 10.0) or times == pytest.approx(3.0)
+            assert f"{direction} the LR about {times:.0f}x" in result.action
+        assert result.to_dict()["lr_factor"] == result.lr_factor

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+import lrkit
 from lrkit import Guard
 from lrkit.spikes import SpikeRule
 from lrkit.tasks import evaluate, get_task
@@ -210,7 +211,7 @@ def feed(guard, losses):
 
 def test_the_watch_cuts_the_lr_of_a_run_that_stalls_and_creeps_back_up():
     model, optimizer, scheduler, _ = setup()
-    guard = Guard(model, optimizer, scheduler=scheduler, watch_every=40, lr_factor=0.5)
+    guard = Guard(model, optimizer, scheduler=scheduler, watch_every=40)
     rng = torch.Generator().manual_seed(0)
     noise = 0.02 * torch.randn(120, generator=rng)
     # falls over the first 30 steps, then creeps back up: no spike, but a rate too high to settle
@@ -218,11 +219,13 @@ def test_the_watch_cuts_the_lr_of_a_run_that_stalls_and_creeps_back_up():
     feed(guard, losses)
     cuts = [event for event in guard.trace.events if event.kind == "lr_cut"]
     assert len(cuts) == 1 and "too_high" in cuts[0].detail
-    assert guard.lr_scale == 0.5 and guard.rollbacks == 0
-    # the group's LR and the base LR the scheduler computes from are both halved (feed() never
-    # steps the scheduler, so the group's LR is still the starting 1e-2, now halved)
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5e-2)
-    assert scheduler.base_lrs == [pytest.approx(0.5e-2)]
+    curve = guard.trace.select(slice(0, 120))  # what the watch read at its cut (step 119)
+    assert guard.lr_scale == pytest.approx(lrkit.diagnose(curve).lr_factor) and guard.rollbacks == 0
+    assert guard.lr_scale < 1
+    # the group's LR and the base LR the scheduler computes from are both cut (feed() never steps
+    # the scheduler, so the group's LR is the starting 1e-2 times the cut)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-2 * guard.lr_scale)
+    assert scheduler.base_lrs == [pytest.approx(1e-2 * guard.lr_scale)]
 
 
 def test_the_watch_leaves_a_healthy_curve_alone():

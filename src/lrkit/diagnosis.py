@@ -99,6 +99,7 @@ class Diagnosis:
     action: str
     reasons: tuple[str, ...]
     trace: Trace | None = field(default=None, repr=False, compare=False)
+    lr_factor: float = 1.0  # multiply the LR by this (the number the action gives; 1 = keep it)
 
     def __str__(self) -> str:
         return (
@@ -112,6 +113,7 @@ class Diagnosis:
             "verdict": self.verdict,
             "confidence": round(self.confidence, 3),
             "action": self.action,
+            "lr_factor": self.lr_factor,
             "reasons": list(self.reasons),
             "evidence": self.evidence.to_dict(),
         }
@@ -146,8 +148,9 @@ def diagnose(trace: Trace) -> Diagnosis:
     else:
         evidence = _measure(trace.select(slice(0, cut)), trace, bad)
     verdict, confidence, reasons = _judge(evidence)
+    factor = _lr_factor(verdict, evidence)
     return Diagnosis(
-        verdict, confidence, evidence, _action(verdict, evidence), tuple(reasons), trace
+        verdict, confidence, evidence, _action(verdict, evidence, factor), tuple(reasons), trace, factor
     )
 
 
@@ -591,8 +594,23 @@ def _judge(e: Evidence) -> tuple[str, float, list[str]]:
     )
 
 
-def _action(verdict: str, e: Evidence) -> str:
-    action = _lr_action(verdict, e)
+def _lr_factor(verdict: str, e: Evidence) -> float:
+    """What to multiply the LR by: a decade when the evidence is far past the rules, else 3x."""
+    if verdict == "diverged":
+        return 0.1
+    if verdict == "too_high":
+        far = e.late_rise >= 1 or e.noise_to_progress >= 2 * NOISE_TO_PROGRESS
+        return 0.1 if far else 1 / 3
+    if verdict == "too_low":
+        far = e.trend >= 4 * TREND or e.half_time >= 2.5 * HALF_TIME
+        return 10.0 if far else 3.0
+    if verdict == "plateau":
+        return 3.0
+    return 1.0
+
+
+def _action(verdict: str, e: Evidence, factor: float) -> str:
+    action = _lr_action(verdict, e, factor)
     overfits = e.val_late_rise >= LATE_RISE and e.late_rise < LATE_RISE  # NaN compares False
     if overfits and verdict != "diverged":
         action += (
@@ -603,32 +621,25 @@ def _action(verdict: str, e: Evidence) -> str:
     return action
 
 
-def _lr_action(verdict: str, e: Evidence) -> str:
+def _lr_action(verdict: str, e: Evidence, factor: float) -> str:
     lr = e.lr_peak if math.isfinite(e.lr_peak) and e.lr_peak > 0 else None
-
-    def change(direction: str, factor: float) -> str:
-        target = f", to ~{(lr / factor if direction == 'lower' else lr * factor):.1g}" if lr else ""
-        return f"{direction} the LR about {factor:g}x{target}"
+    direction, times = ("lower", 1 / factor) if factor < 1 else ("raise", factor)
+    change = f"{direction} the LR about {times:.0f}x" + (f", to ~{lr * factor:.1g}" if lr else "")
 
     if verdict == "diverged":
         extra = "" if e.warmup else "; add warmup"
-        return change("lower", 10) + extra + "; clip gradients if it persists"
+        return change + extra + "; clip gradients if it persists"
     if verdict == "too_high":
-        factor = 10 if e.late_rise >= 1 or e.noise_to_progress >= 2 * NOISE_TO_PROGRESS else 3
-        advice = [change("lower", factor)]
+        advice = [change]
         if e.early_rise >= EARLY_RISE and not e.warmup:
             advice.append("add warmup")
         if e.late_rise >= LATE_RISE and (math.isnan(e.lr_end_ratio) or e.lr_end_ratio > 0.5):
             advice.append("add a decay")
         return "; ".join(advice)
     if verdict == "too_low":
-        far = e.trend >= 4 * TREND or e.half_time >= 2.5 * HALF_TIME
-        return change("raise", 10 if far else 3)
+        return change
     if verdict == "plateau":
-        return (
-            change("raise", 3)
-            + ", or add warmup then a decay; if it still stalls, check the model and data"
-        )
+        return change + ", or add warmup then a decay; if it still stalls, check the model and data"
     if (
         math.isfinite(e.lr_end_ratio)
         and e.lr_end_ratio > 0.5

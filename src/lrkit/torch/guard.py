@@ -54,8 +54,9 @@ class Guard:
     skips the next ``skip_batches`` batches; ``max_rollbacks`` rollbacks in a row without a new good
     snapshot raise :class:`GuardStop`. With ``watch_every``, every that many applied steps the
     losses since the last LR change (at least ``watch_every`` of them) are diagnosed, and a
-    ``too_high`` or ``diverged`` verdict multiplies the LR by ``lr_factor`` (no rollback: nothing
-    broke, the rate is just too high to make progress). ``nonfinite_patience`` non-finite losses in a row also count
+    ``too_high`` or ``diverged`` verdict lowers the LR by the factor the diagnosis gives (3x, or
+    10x when the evidence is far past its rules; no rollback: nothing broke, the rate is just too
+    high to make progress). ``nonfinite_patience`` non-finite losses in a row also count
     as a spike. With ``patience``, :meth:`should_stop` stops after that many validations without a
     better ``val_loss`` (by more than ``min_delta``) and restores the best weights.
     """
@@ -284,7 +285,7 @@ class Guard:
         verdict = diagnose(curve)
         if verdict.verdict not in ("too_high", "diverged"):
             return
-        self._cut_lrs(self.lr_scale * self.lr_factor)
+        self._cut_lrs(self.lr_scale * verdict.lr_factor)  # the diagnosis's own 3x or 10x
         self._event("lr_cut", f"{verdict}: LR cut to {self.lr_scale:.3g}x")
 
     def _cut_lrs(self, scale: float) -> None:
