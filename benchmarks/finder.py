@@ -43,7 +43,7 @@ from lrkit.trace import Trace
 
 COMMAND = "nice -n 10 python -m benchmarks.finder"
 MIN_LR, MAX_LR, BUDGET = 1e-7, 10.0, 0.1
-ROWS = ("lrkit", "lrkit val", "torch-lr-finder", "lightning", "min-loss/10", "default")
+ROWS = ("lrkit", "lrkit val", "lrkit min/10", "torch-lr-finder", "lightning", "min-loss/10", "default")
 SCORES_CACHE = RESULTS / "finder_scores.json"
 
 
@@ -52,9 +52,15 @@ def budget_steps(task: Task) -> int:
 
 
 def choose_lrkit(task: Task, seed: int) -> tuple[dict[str, float | None], int]:
-    """lrkit's suggestion and the min-loss/10 rule, both read from one lrkit range test."""
+    """lrkit's suggestion, a tenth of lrkit's smoothed minimum, and fastai's min-loss/10 rule, all
+    read from one lrkit range test."""
     result = find_task_lr(task, seed=seed, min_lr=MIN_LR, max_lr=MAX_LR, budget=BUDGET)
-    return {"lrkit": result.lr, "min-loss/10": min_loss_over_10(result.trace)}, result.steps
+    minimum = result.evidence.get("min_loss_lr")
+    return {
+        "lrkit": result.lr,
+        "lrkit min/10": None if minimum is None else max(minimum / 10, MIN_LR),
+        "min-loss/10": min_loss_over_10(result.trace),
+    }, result.steps
 
 
 def choose_lrkit_val(task: Task, seed: int) -> tuple[float | None, int]:

@@ -13,7 +13,14 @@ import functools
 
 import numpy as np
 import torch
-from sklearn.datasets import load_diabetes, load_wine, make_moons
+from sklearn.datasets import (
+    load_breast_cancer,
+    load_diabetes,
+    load_iris,
+    load_wine,
+    make_circles,
+    make_moons,
+)
 from sklearn.model_selection import train_test_split
 from torch import nn
 
@@ -23,6 +30,8 @@ from lrkit.tasks.loading import accuracy, cross_entropy, mse, tensor_loaders
 from lrkit.tasks.registry import Loaders, Task, register
 
 NAMES = ("heldout-wine-sgd", "heldout-diabetes-adam", "heldout-moons-rmsprop", "heldout-digits-bn-nesterov")
+# a second set, trained only after a rule change was proposed from the first one, to test it
+SECOND = ("heldout2-iris-adagrad", "heldout2-circles-adamw", "heldout2-cancer-mlp-adamax", "heldout2-digits-linear-sgdm")
 
 
 def _standardize(x: np.ndarray, y: np.ndarray, *, classify: bool):
@@ -55,6 +64,15 @@ def _data(name: str):
     if name == "moons":
         x, y = make_moons(n_samples=1200, noise=0.25, random_state=0)
         return _standardize(x, y, classify=True)
+    if name == "iris":
+        data = load_iris()
+        return _standardize(data.data, data.target, classify=True)
+    if name == "circles":
+        x, y = make_circles(n_samples=1200, noise=0.1, factor=0.5, random_state=0)
+        return _standardize(x, y, classify=True)
+    if name == "cancer":
+        data = load_breast_cancer()
+        return _standardize(data.data, data.target, classify=True)
     from sklearn.datasets import load_digits
 
     data = load_digits()
@@ -85,9 +103,37 @@ def _mlp(*sizes: int, activation=nn.ReLU, batch_norm: bool = False):
 
 
 def register_heldout() -> None:
-    """Register the held-out tasks once (a no-op when they already are)."""
+    """Register the held-out tasks of both sets once (a no-op when they already are)."""
     if any(task.name in NAMES for task in list_tasks()):
         return
+    register(Task(
+        name="heldout2-iris-adagrad", summary="iris (4 features, 3 classes), MLP 16, Adagrad",
+        optimizer_name="Adagrad", default_lr=1e-2, steps=300, make_model=_mlp(4, 16, 3),
+        make_optimizer=lambda params, lr: torch.optim.Adagrad(params, lr=lr),
+        make_loaders=_loaders("iris", 16), loss_fn=cross_entropy,
+        metric_name="accuracy", metric_fn=accuracy,
+    ))
+    register(Task(
+        name="heldout2-circles-adamw", summary="two circles, GELU MLP 32-32, AdamW (weight decay 0.05)",
+        optimizer_name="AdamW", default_lr=1e-3, steps=400, make_model=_mlp(2, 32, 32, 2, activation=nn.GELU),
+        make_optimizer=lambda params, lr: torch.optim.AdamW(params, lr=lr, weight_decay=0.05),
+        make_loaders=_loaders("circles", 32), loss_fn=cross_entropy,
+        metric_name="accuracy", metric_fn=accuracy,
+    ))
+    register(Task(
+        name="heldout2-cancer-mlp-adamax", summary="breast cancer (30 features), MLP 32, Adamax",
+        optimizer_name="Adamax", default_lr=2e-3, steps=300, make_model=_mlp(30, 32, 2),
+        make_optimizer=lambda params, lr: torch.optim.Adamax(params, lr=lr),
+        make_loaders=_loaders("cancer", 32), loss_fn=cross_entropy,
+        metric_name="accuracy", metric_fn=accuracy,
+    ))
+    register(Task(
+        name="heldout2-digits-linear-sgdm", summary="digits, linear softmax, SGD momentum 0.9",
+        optimizer_name="SGD", default_lr=1e-2, steps=400, make_model=_mlp(64, 10),
+        make_optimizer=lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9),
+        make_loaders=_loaders("digits", 32), loss_fn=cross_entropy,
+        metric_name="accuracy", metric_fn=accuracy,
+    ))
     register(Task(
         name="heldout-wine-sgd", summary="wine (13 features, 3 classes), MLP 32, plain SGD",
         optimizer_name="SGD", default_lr=1e-2, steps=300, make_model=_mlp(13, 32, 3),
