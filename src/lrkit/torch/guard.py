@@ -6,7 +6,8 @@ the schedule. A loss spike (:mod:`lrkit.spikes`) rolls back to the last good sna
 window of batches and cuts the LR. With ``watch_every``, the curve since the last LR change is
 also read by :func:`lrkit.diagnose` every so many steps, and a ``too_high`` or ``diverged`` verdict
 cuts the LR (a rate too high rarely spikes: more often the loss stalls, swings or creeps back up).
-Too many rollbacks without progress stop the run with :class:`GuardStop`. ``should_stop(val_loss)`` adds early stopping that restores the best weights.
+Too many rollbacks without progress stop the run with :class:`GuardStop`. ``should_stop(val_loss)``
+adds early stopping that restores the best weights.
 Every event goes to the run's Trace and to the ``lrkit.guard`` logger. The Lightning and Hugging
 Face callbacks drive the same object through :meth:`Guard.judge` and :meth:`Guard.applied`.
 """
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from lrkit import checks
+from lrkit.diagnosis import diagnose
 from lrkit.spikes import Baseline, SpikeRule, SpikeState, Verdict
 from lrkit.torch.snapshot import Snapshot
 from lrkit.trace import Trace, TraceBuilder
@@ -279,14 +281,11 @@ class Guard:
         rows = len(self.record)
         if rows - self._watch_from < self.watch_every:
             return
-        from lrkit.diagnosis import diagnose
-
-        curve = self.record.build().select(slice(self._watch_from, rows))
-        verdict = diagnose(curve)
-        if verdict.verdict not in ("too_high", "diverged"):
+        diagnosis = diagnose(self.record.build().select(slice(self._watch_from, rows)))
+        if diagnosis.verdict not in ("too_high", "diverged"):
             return
-        self._cut_lrs(self.lr_scale * verdict.lr_factor)  # the diagnosis's own 3x or 10x
-        self._event("lr_cut", f"{verdict}: LR cut to {self.lr_scale:.3g}x")
+        self._cut_lrs(self.lr_scale * diagnosis.lr_factor)  # the diagnosis's own 3x or 10x
+        self._event("lr_cut", f"{diagnosis}: LR cut to {self.lr_scale:.3g}x")
 
     def _cut_lrs(self, scale: float) -> None:
         """Set the LR scale (relative to the start) to ``scale``; the watch starts afresh."""
