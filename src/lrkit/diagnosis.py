@@ -496,76 +496,36 @@ def _judge(e: Evidence) -> tuple[str, float, list[str]]:
             _margin(FLAT, max(e.movement, 1e-3)),
             [f"the loss did not move beyond its noise (movement {e.movement:.1f} standard errors)"],
         )
-    if e.late_rise >= LATE_RISE:
-        high.append(
-            (
-                _margin(e.late_rise, LATE_RISE),
-                f"the loss rose from its best {e.best:.4g} (step {e.best_step}) to {e.end:.4g} at the end",
-            )
-        )
     # a loss still falling fast and steadily has made little of its progress yet, so bumps and
     # swings measured in that small unit look large: they do not make the LR too high
     still_falling = e.trend >= STILL_FALLING and e.trend_z >= TREND_Z
-    if e.rebound >= REBOUND and not still_falling:
-        high.append(
-            (
-                _margin(e.rebound, REBOUND),
-                f"the loss climbed back {e.rebound:.2f}x the progress above its best so far "
-                f"(step {e.rebound_step})",
-            )
-        )
-    if e.noise_to_progress >= NOISE_TO_PROGRESS:
-        high.append(
-            (
-                _margin(e.noise_to_progress, NOISE_TO_PROGRESS),
-                f"noise swamps progress (noise-to-progress {e.noise_to_progress:.2f})",
-            )
-        )
-    if (
-        e.oscillation >= OSCILLATION
-        and e.noise_to_progress >= NOISE_TO_PROGRESS / 4
-        and not still_falling
-    ):
-        high.append(
-            (
-                _margin(e.oscillation, OSCILLATION),
-                f"the loss oscillates step to step (anti-correlation {e.oscillation:.2f})",
-            )
-        )
-    if e.early_rise >= EARLY_RISE and not still_falling:
-        high.append(
-            (
-                _margin(e.early_rise, EARLY_RISE),
-                f"the loss first rose {e.early_rise:.2f}x the progress above its start",
-            )
-        )
+    high += _fired(
+        (e.late_rise, LATE_RISE, True,
+         f"the loss rose from its best {e.best:.4g} (step {e.best_step}) to {e.end:.4g} at the end"),
+        (e.rebound, REBOUND, not still_falling,
+         f"the loss climbed back {e.rebound:.2f}x the progress above its best so far "
+         f"(step {e.rebound_step})"),
+        (e.noise_to_progress, NOISE_TO_PROGRESS, True,
+         f"noise swamps progress (noise-to-progress {e.noise_to_progress:.2f})"),
+        (e.oscillation, OSCILLATION,
+         e.noise_to_progress >= NOISE_TO_PROGRESS / 4 and not still_falling,
+         f"the loss oscillates step to step (anti-correlation {e.oscillation:.2f})"),
+        (e.early_rise, EARLY_RISE, not still_falling,
+         f"the loss first rose {e.early_rise:.2f}x the progress above its start"),
+    )
     if high:
         confidence = max(score for score, _ in high)
         return "too_high", confidence, [reason for _, reason in high]
-    slow = []
-    if e.trend >= TREND and e.trend_z >= TREND_Z:
-        slow.append(
-            (
-                _margin(e.trend, TREND),
-                f"still falling steadily (trend {e.trend:.2f}: at the late pace another run would "
-                f"gain {e.trend:.0%} of the progress so far)",
-            )
-        )
-    if e.val_trend >= VAL_TREND and e.val_trend_z >= TREND_Z:
-        slow.append(
-            (
-                _margin(e.val_trend, VAL_TREND),
-                f"the validation loss is still falling steadily (another run as long would gain "
-                f"{e.val_trend * math.log(2):.0%} of the progress so far)",
-            )
-        )
-    if e.half_time >= HALF_TIME:
-        slow.append(
-            (
-                _margin(e.half_time, HALF_TIME),
-                f"slow from the start: half of the progress took {e.half_time:.0%} of the run",
-            )
-        )
+    slow = _fired(
+        (e.trend, TREND, e.trend_z >= TREND_Z,
+         f"still falling steadily (trend {e.trend:.2f}: at the late pace another run would "
+         f"gain {e.trend:.0%} of the progress so far)"),
+        (e.val_trend, VAL_TREND, e.val_trend_z >= TREND_Z,
+         f"the validation loss is still falling steadily (another run as long would gain "
+         f"{e.val_trend * math.log(2):.0%} of the progress so far)"),
+        (e.half_time, HALF_TIME, True,
+         f"slow from the start: half of the progress took {e.half_time:.0%} of the run"),
+    )
     if slow:
         return "too_low", max(score for score, _ in slow), [reason for _, reason in slow]
     if e.gain < PLATEAU_GAIN:
@@ -647,6 +607,16 @@ def _lr_action(verdict: str, e: Evidence, factor: float) -> str:
     ):
         return "keep the LR; add a decay to settle the noise at the end"
     return "keep the LR"
+
+
+def _fired(*rules: tuple[float, float, bool, str]) -> list[tuple[float, str]]:
+    """(confidence, reason) of each rule ``(value, threshold, applies, reason)`` that fires: it
+    applies and its value reached the threshold (NaN never does)."""
+    return [
+        (_margin(value, threshold), reason)
+        for value, threshold, applies, reason in rules
+        if applies and value >= threshold
+    ]
 
 
 def _margin(value: float, threshold: float) -> float:
