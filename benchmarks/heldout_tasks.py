@@ -24,7 +24,7 @@ from sklearn.datasets import (
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from lrkit.schedules import cosine
+from lrkit.schedules import Exponential, Linear, MultiStep, cosine, warmup_cosine, wsd
 from lrkit.tasks import list_tasks
 from lrkit.tasks.loading import accuracy, cross_entropy, mse, tensor_loaders
 from lrkit.tasks.registry import Loaders, Task, register
@@ -32,6 +32,15 @@ from lrkit.tasks.registry import Loaders, Task, register
 NAMES = ("heldout-wine-sgd", "heldout-diabetes-adam", "heldout-moons-rmsprop", "heldout-digits-bn-nesterov")
 # a second set, trained only after a rule change was proposed from the first one, to test it
 SECOND = ("heldout2-iris-adagrad", "heldout2-circles-adamw", "heldout2-cancer-mlp-adamax", "heldout2-digits-linear-sgdm")
+# a third set, every task under a decaying schedule, trained only after the diagnosis's decay
+# rule (too_low judged against the LR spent) was written and frozen, to test it
+THIRD = (
+    "heldout3-wine-sgdm-multistep",
+    "heldout3-moons-adam-warmup-cosine",
+    "heldout3-cancer-rmsprop-linear",
+    "heldout3-digits-adamw-wsd",
+    "heldout3-diabetes-sgdm-exponential",
+)
 
 
 def _standardize(x: np.ndarray, y: np.ndarray, *, classify: bool):
@@ -67,6 +76,9 @@ def _data(name: str):
     if name == "iris":
         data = load_iris()
         return _standardize(data.data, data.target, classify=True)
+    if name == "moons-wide":
+        x, y = make_moons(n_samples=1500, noise=0.3, random_state=3)
+        return _standardize(x, y, classify=True)
     if name == "circles":
         x, y = make_circles(n_samples=1200, noise=0.1, factor=0.5, random_state=0)
         return _standardize(x, y, classify=True)
@@ -87,7 +99,7 @@ def _loaders(name: str, batch_size: int):
     return make
 
 
-def _mlp(*sizes: int, activation=nn.ReLU, batch_norm: bool = False):
+def _mlp(*sizes: int, activation=nn.ReLU, batch_norm: bool = False, dropout: float = 0.0):
     def make(seed: int) -> nn.Module:
         torch.manual_seed(seed)
         layers: list[nn.Module] = []
@@ -96,6 +108,8 @@ def _mlp(*sizes: int, activation=nn.ReLU, batch_norm: bool = False):
             if batch_norm:
                 layers.append(nn.BatchNorm1d(width_out))
             layers.append(activation())
+            if dropout:
+                layers.append(nn.Dropout(dropout))
         layers.append(nn.Linear(sizes[-2], sizes[-1]))
         return nn.Sequential(*layers)
 
@@ -103,9 +117,53 @@ def _mlp(*sizes: int, activation=nn.ReLU, batch_norm: bool = False):
 
 
 def register_heldout() -> None:
-    """Register the held-out tasks of both sets once (a no-op when they already are)."""
+    """Register the held-out tasks of every set once (a no-op when they already are)."""
     if any(task.name in NAMES for task in list_tasks()):
         return
+    register(Task(
+        name="heldout3-wine-sgdm-multistep",
+        summary="wine, tanh MLP 32, SGD momentum 0.9, LR x0.1 at 50% and 75% of the run",
+        optimizer_name="SGD", default_lr=1e-2, steps=300, make_model=_mlp(13, 32, 3, activation=nn.Tanh),
+        make_optimizer=lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9),
+        make_loaders=_loaders("wine", 16), loss_fn=cross_entropy,
+        metric_name="accuracy", metric_fn=accuracy,
+        make_schedule=lambda peak, steps: MultiStep(peak, (steps // 2, 3 * steps // 4)),
+    ))
+    register(Task(
+        name="heldout3-moons-adam-warmup-cosine",
+        summary="two moons (noise 0.3), MLP 64-64, Adam, 10% warmup then cosine",
+        optimizer_name="Adam", default_lr=1e-3, steps=400, make_model=_mlp(2, 64, 64, 2),
+        make_optimizer=lambda params, lr: torch.optim.Adam(params, lr=lr),
+        make_loaders=_loaders("moons-wide", 32), loss_fn=cross_entropy,
+        metric_name="accuracy", metric_fn=accuracy,
+        make_schedule=lambda peak, steps: warmup_cosine(peak, steps, steps // 10),
+    ))
+    register(Task(
+        name="heldout3-cancer-rmsprop-linear",
+        summary="breast cancer, MLP 64, RMSprop, linear decay to 0",
+        optimizer_name="RMSprop", default_lr=1e-3, steps=300, make_model=_mlp(30, 64, 2),
+        make_optimizer=lambda params, lr: torch.optim.RMSprop(params, lr=lr),
+        make_loaders=_loaders("cancer", 16), loss_fn=cross_entropy,
+        metric_name="accuracy", metric_fn=accuracy,
+        make_schedule=lambda peak, steps: Linear(start=peak, end=0.0, steps=steps),
+    ))
+    register(Task(
+        name="heldout3-digits-adamw-wsd",
+        summary="digits, MLP 96 with dropout 0.2, AdamW, warmup-stable-decay (last 20% linear)",
+        optimizer_name="AdamW", default_lr=1e-3, steps=400, make_model=_mlp(64, 96, 10, dropout=0.2),
+        make_optimizer=lambda params, lr: torch.optim.AdamW(params, lr=lr, weight_decay=0.01),
+        make_loaders=_loaders("digits", 32), loss_fn=cross_entropy,
+        metric_name="accuracy", metric_fn=accuracy,
+        make_schedule=lambda peak, steps: wsd(peak, steps, steps // 20, steps // 5),
+    ))
+    register(Task(
+        name="heldout3-diabetes-sgdm-exponential",
+        summary="diabetes regression, MLP 32, SGD momentum 0.9, MSE, LR decays to 1% exponentially",
+        optimizer_name="SGD", default_lr=1e-2, steps=300, make_model=_mlp(10, 32, 1),
+        make_optimizer=lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9),
+        make_loaders=_loaders("diabetes", 32), loss_fn=mse,
+        make_schedule=lambda peak, steps: Exponential(peak=peak, decay_ratio=0.01, decay_steps=steps),
+    ))
     register(Task(
         name="heldout2-iris-adagrad", summary="iris (4 features, 3 classes), MLP 16, Adagrad",
         optimizer_name="Adagrad", default_lr=1e-2, steps=300, make_model=_mlp(4, 16, 3),

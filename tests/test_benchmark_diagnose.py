@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from benchmarks.diagnose import (
-    HELDOUT_TRUTH,
+    HELDOUT_SETS,
     KEPT,
     balanced_accuracy,
     label,
@@ -13,7 +13,7 @@ from benchmarks.diagnose import (
     report,
 )
 from benchmarks.ground_truth import load_ground_truth
-from benchmarks.heldout_tasks import NAMES
+from benchmarks.heldout_tasks import NAMES, THIRD
 
 
 def run(score: float, *, diverged: bool = False) -> dict:
@@ -44,11 +44,11 @@ def test_balanced_accuracy_weighs_each_label_equally_and_counts_diverged_as_too_
 
 
 def test_the_heldout_grid_covers_exactly_the_heldout_tasks():
-    assert set(load_ground_truth(HELDOUT_TRUTH)) == set(NAMES)
+    assert set(load_ground_truth(HELDOUT_SETS["first"][1])) == set(NAMES)
 
 
 def test_the_heldout_report_names_its_grid_and_points_back_at_the_in_sample_one():
-    truths = load_ground_truth(HELDOUT_TRUTH)
+    truths = load_ground_truth(HELDOUT_SETS["first"][1])
     rows = [
         {
             "task": NAMES[0],
@@ -66,7 +66,15 @@ def test_the_heldout_report_names_its_grid_and_points_back_at_the_in_sample_one(
     summary = report(rows, 1, 2.0, "cmd --heldout")
     assert summary["balanced_accuracy_design_tasks"] is None
     assert summary["healthy_called_diverged"] == summary["healthy_runs_that_diverged"] == 1
-    text = markdown(summary, truths, heldout=True)
+    text = markdown(summary, truths, heldout="first")
     assert "ground_truth_heldout.json" in text and "[diagnose.md](diagnose.md)" in text
     assert "Out of sample" in text and "History:" not in text
     assert f"| {NAMES[0]} | {truths[NAMES[0]].best_lr:.3g} | 33.3% |" in text
+
+
+def test_the_third_sets_grid_covers_it_and_its_report_states_the_decision():
+    tasks, truth_path, _, _, _ = HELDOUT_SETS["third"]
+    assert set(load_ground_truth(truth_path)) == set(tasks) == set(THIRD)
+    summary = report([], 0, 1.0, "cmd --heldout third")
+    text = markdown(summary, load_ground_truth(truth_path), heldout="third")
+    assert "ground_truth_heldout3.json" in text and "Decision written before" in text

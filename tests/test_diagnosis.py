@@ -28,16 +28,19 @@ def make(
     scale=1.0,
     val=False,
 ):
-    """A Trace of ``scale * (floor + loss_at(t) + noise)`` over ``n`` steps."""
+    """A Trace of ``scale * (floor + loss_at(spent) + noise)`` over ``n`` steps, where ``spent`` is
+    the share of the run's LR spent so far (the run fraction t at a constant LR): training moves
+    the weights by the LR it spends, so under a decaying schedule the loss follows ``spent``."""
     rng = np.random.default_rng(seed)
     t = np.linspace(0, 1, n)
-    loss = scale * (floor + loss_at(t) + noise * rng.standard_normal(n))
     if schedule == "cosine":
         lrs = lr * np.where(
             t < 0.05, (t + 1 / n) / 0.05, 0.5 * (1 + np.cos(np.pi * (t - 0.05) / 0.95))
         )
     else:
         lrs = np.full(n, lr)
+    spent = t if schedule == "constant" else np.concatenate([[0.0], np.cumsum(lrs)[:-1]]) / np.sum(lrs[:-1])
+    loss = scale * (floor + loss_at(spent) + noise * rng.standard_normal(n))
     val_loss = None
     if val:
         val_loss = np.full(n, np.nan)
@@ -478,3 +481,47 @@ def test_the_lr_factor_is_the_number_the_action_gives(family, direction):
             assert times in (3.0, 10.0) or times == pytest.approx(3.0)
             assert f"{direction} the LR about {times:.0f}x" in result.action
         assert result.to_dict()["lr_factor"] == result.lr_factor
+
+
+# --- a decaying LR: held back by a small LR, or held up by a large LR's noise ------------------
+
+
+def noise_floor(k, share, n=400, noise=0.01, seed=0):
+    """A loss that falls with the LR spent onto a floor that the LR's noise holds up in proportion
+    to the current LR (``share`` of the start at full LR), under a warmup + cosine schedule."""
+    base = make(decay(k), n=n, noise=noise, seed=seed, schedule="cosine", floor=0.3)
+    return base.replace(loss=base.loss + share * base.lr / np.max(base.lr))
+
+
+@given(
+    k=st.floats(0.3, 2.0),
+    noise=st.floats(0, 0.01),
+    floor=st.floats(-10, 10),
+    n=st.integers(100, 3000),
+    seed=st.integers(0, 2**16),
+)
+def test_under_a_decay_a_loss_that_follows_the_lr_spent_is_too_low(k, noise, floor, n, seed):
+    result = diagnose(make(decay(k), n=n, noise=noise, floor=floor, seed=seed, schedule="cosine"))
+    assert result.verdict == "too_low", str(result)
+    assert result.evidence.decay_gain <= 1
+    assert any("decay gain" in reason for reason in result.reasons)
+
+
+@given(
+    k=st.floats(5, 10),
+    share=st.floats(0.2, 0.5),
+    n=st.integers(200, 3000),
+    seed=st.integers(0, 2**16),
+)
+def test_a_loss_the_lr_noise_holds_up_falls_with_the_decay_and_is_healthy(k, share, n, seed):
+    result = diagnose(noise_floor(k, share, n=n, seed=seed))
+    assert result.verdict == "healthy", str(result)
+    assert result.evidence.decay_gain > 1
+
+
+def test_decay_measures_are_nan_without_a_decay_and_finite_with_one():
+    constant = diagnose(make(decay(1.0), noise=0.01)).evidence
+    assert math.isnan(constant.lr_trend) and math.isnan(constant.decay_gain)
+    decayed = diagnose(make(decay(1.0), noise=0.01, schedule="cosine")).evidence
+    assert decayed.lr_trend > 0 and decayed.lr_trend_z > 2 and 0 < decayed.decay_gain < 1
+    assert diagnose(noise_floor(8, 0.3)).evidence.decay_gain > 1

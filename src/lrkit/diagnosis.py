@@ -8,7 +8,9 @@ run, so logging more or fewer steps does not either. The rules, in order:
 - ``too_high``: the loss rose from its best, spiked, oscillated, or was so noisy that the noise
   swamps the progress;
 - ``too_low``: still falling steadily at the end (at the pace of the last part, another run as long
-  would gain a good share of what this one gained);
+  would gain a good share of what this one gained). Under a decaying LR the pace is taken before
+  the decay and per unit of LR spent, and the decay must not have gained more than the LR it spent:
+  a loss held up by the LR's noise drops when the LR decays, one held back by a small LR does not;
 - ``plateau``: stalled early, having gained little;
 - ``healthy``: none of these.
 """
@@ -46,6 +48,8 @@ TREND_Z = 2.0  # ... and the late slope is this many standard errors from flat
 PLATEAU_GAIN = 0.1  # plateau: a positive loss that fell less than this fraction of its start
 VAL_TREND = 0.072  # too_low: validation gains 5% of the progress per doubling (0.05/ln 2)
 VAL_POINTS = 5  # fewest validation points to judge their pace
+DECAY_SHARE = 0.1  # a decay is judged when the LR stood below half its peak this share of the run
+DECAY_WINDOW = 0.5  # the pace before a decay is fitted to this last share of the time at high LR
 _LATE = 0.3  # the late window is the last 30% of the run (or of the time at high LR)
 _MAX_POINTS = 2000  # longer curves are reduced to bin medians first
 
@@ -84,6 +88,10 @@ class Evidence:
     val_late_rise: float  # like late_rise, for the validation loss (NaN without one)
     val_trend: float  # like trend, for the validation loss, per unit of training progress
     val_trend_z: float  # its late slope in standard errors of the validation noise
+    lr_trend: float  # under a decaying LR: what the pace before the decay gains per run's worth of
+    # LR spent, per unit of progress (NaN without a decay)
+    lr_trend_z: float  # that pace in standard errors
+    decay_gain: float  # fall during the decay / the fall that pace predicts for the LR it spent
 
     def to_dict(self) -> dict[str, Any]:
         return {key: _plain(value) for key, value in asdict(self).items()}
@@ -247,6 +255,7 @@ def _measure(trace: Trace, whole: Trace, bad: np.ndarray) -> Evidence:
         trend_until_step=int(step[0] + window_end * span),
         val_late_rise=_val_late_rise(whole.val_loss),
         **_val_measures(whole, window_end, unit),
+        **_decay_measures(t, loss, t_small, trend_line, trace.lr, window_end, end, sigma, unit),
     )
 
 
@@ -287,6 +296,9 @@ def _nonfinite_only(trace: Trace, bad: np.ndarray) -> Evidence:
         val_late_rise=nan,
         val_trend=nan,
         val_trend_z=nan,
+        lr_trend=nan,
+        lr_trend_z=nan,
+        decay_gain=nan,
     )
 
 
@@ -398,6 +410,51 @@ def _trend(
     error = sigma / math.sqrt(max(float(np.sum((raw - raw.mean()) ** 2)), 1e-300))
     trend_z = -slope / error if error > 0 else math.inf * -np.sign(slope)
     return -slope * window_end / max(start - reached, sigma, _tiny(start)), float(trend_z)
+
+
+def _decay_measures(
+    t_raw: np.ndarray,
+    loss: np.ndarray,
+    t: np.ndarray,
+    line: np.ndarray,
+    lr: np.ndarray,
+    window_end: float,
+    end: float,
+    sigma: float,
+    unit: float,
+) -> dict[str, float]:
+    """The pace before a decaying LR, against the LR spent, and what the decay gained beyond it.
+
+    With a small LR the loss falls in step with the LR it spends (gradient flow), so when the LR
+    decays the fall slows in proportion: the decay gains no more than the pace before it predicts
+    for the LR the decay spends (``decay_gain`` <= 1), and that pace is still steep. With a large
+    LR the loss sits on a floor the LR's noise holds up, and decaying the LR lowers the floor: the
+    decay gains far more than the LR it spends (``decay_gain`` > 1). The pace is fitted to the
+    second half of the time at high LR (after any warmup) against the share of the run's LR spent.
+    """
+    nan = {"lr_trend": math.nan, "lr_trend_z": math.nan, "decay_gain": math.nan}
+    if not np.isfinite(lr).all() or window_end > 1 - DECAY_SHARE:
+        return nan
+    spent = np.cumsum(np.maximum(lr, 0.0))
+    if spent[-1] <= 0:
+        return nan
+    spent = spent / spent[-1]
+    begin = max(window_end * (1 - DECAY_WINDOW), _warm_until(t_raw, lr))
+    window = (t >= begin) & (t <= window_end)
+    raw = spent[(t_raw >= begin) & (t_raw <= window_end)]
+    if window.sum() < 3 or len(raw) < 3:
+        return nan
+    x = np.interp(t[window], t_raw, spent)
+    slope, intercept = np.polyfit(x, line[window], 1)
+    error = sigma / math.sqrt(max(float(np.sum((raw - raw.mean()) ** 2)), 1e-300))
+    at_decay = float(np.interp(window_end, t_raw, spent))
+    predicted = -slope * (1 - at_decay)
+    fallen = slope * at_decay + intercept - end
+    return {
+        "lr_trend": float(-slope / unit),
+        "lr_trend_z": float(-slope / error) if error > 0 else math.inf * -float(np.sign(slope)),
+        "decay_gain": float(fallen / predicted) if predicted > 0 else math.nan,
+    }
 
 
 def _warm_until(t: np.ndarray, lr: np.ndarray) -> float:
@@ -516,10 +573,15 @@ def _judge(e: Evidence) -> tuple[str, float, list[str]]:
     if high:
         confidence = max(score for score, _ in high)
         return "too_high", confidence, [reason for _, reason in high]
+    decayed = math.isfinite(e.lr_trend)
     slow = _fired(
-        (e.trend, TREND, e.trend_z >= TREND_Z,
+        (e.trend, TREND, e.trend_z >= TREND_Z and not decayed,
          f"still falling steadily (trend {e.trend:.2f}: at the late pace another run would "
          f"gain {e.trend:.0%} of the progress so far)"),
+        (e.lr_trend, TREND, e.lr_trend_z >= TREND_Z and not e.decay_gain > 1,
+         f"still falling steadily before the LR decayed (at that pace another run's worth of LR "
+         f"would gain {e.lr_trend:.0%} of the progress so far), and the decay gained no more than "
+         f"the LR it spent (decay gain {e.decay_gain:.2f}): the LR held the loss back"),
         (e.val_trend, VAL_TREND, e.val_trend_z >= TREND_Z,
          f"the validation loss is still falling steadily (another run as long would gain "
          f"{e.val_trend * math.log(2):.0%} of the progress so far)"),
@@ -562,7 +624,8 @@ def _lr_factor(verdict: str, e: Evidence) -> float:
         far = e.late_rise >= 1 or e.noise_to_progress >= 2 * NOISE_TO_PROGRESS
         return 0.1 if far else 1 / 3
     if verdict == "too_low":
-        far = e.trend >= 4 * TREND or e.half_time >= 2.5 * HALF_TIME
+        trend = e.lr_trend if math.isfinite(e.lr_trend) else e.trend
+        far = trend >= 4 * TREND or e.half_time >= 2.5 * HALF_TIME
         return 10.0 if far else 3.0
     if verdict == "plateau":
         return 3.0
