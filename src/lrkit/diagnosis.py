@@ -609,11 +609,17 @@ def _judge(e: Evidence) -> tuple[str, float, list[str]]:
         "healthy",
         _margin(closest, 1.0),
         [
-            f"fell from {e.start:.4g} to {e.end:.4g}, half of it in the first {e.half_time:.0%} of "
-            f"the run, and levelled off (trend {e.trend:.2f}, noise-to-progress "
+            f"fell from {e.start:.4g} to {e.end:.4g}, half of it {_half_when(e)}, and levelled "
+            f"off (trend {e.trend:.2f}, noise-to-progress "
             f"{e.noise_to_progress:.2f}, {e.spike_count} spikes)"
         ],
     )
+
+
+def _half_when(e: Evidence) -> str:
+    if e.warmup and e.half_time < 0.005:
+        return "during the warmup"
+    return f"in the first {e.half_time:.0%} of the run" + (" after the warmup" if e.warmup else "")
 
 
 def _lr_factor(verdict: str, e: Evidence) -> float:
