@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import multiprocessing
 import pathlib
 import random
 import signal
@@ -54,7 +54,7 @@ def test_round_trip_restores_model_optimizer_and_scheduler_exactly(tmp_path):
 
 def _write_forever(path: pathlib.Path, step: int) -> None:
     """Child process: write checkpoints from ``step`` on; every weight of step s equals s."""
-    torch.set_num_threads(1)  # the parent's OpenMP pool does not survive fork()
+    torch.set_num_threads(1)
     model = nn.Linear(1000, 1000)
     while True:
         step += 1
@@ -71,18 +71,19 @@ def test_sigkill_during_writes_leaves_the_previous_checkpoint_loadable(tmp_path)
         for p in model.parameters():
             p.zero_()
     save_checkpoint(path, model, step=0)
+    # forkserver: writers fork from a clean single-threaded server that imported torch once,
+    # never from this process, whose threads (JAX, OpenMP) may hold locks that fork() would copy
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", "lrkit.torch.checkpoint"])
     rng = random.Random(0)
     last_step, kills = 0, 20
     for _ in range(kills):
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child never returns
-            try:
-                _write_forever(path, last_step)
-            finally:
-                os._exit(1)
+        writer = context.Process(target=_write_forever, args=(path, last_step), daemon=True)
+        writer.start()
         time.sleep(rng.uniform(0.01, 0.25))
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+        writer.kill()  # SIGKILL
+        writer.join()
+        assert writer.exitcode == -signal.SIGKILL
         info = load_checkpoint(path, model)
         assert info.step >= last_step
         assert all(torch.all(p == info.step) for p in model.parameters())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -327,7 +328,13 @@ def _ddp_worker(rank: int, world: int, init_file: str, out: str) -> None:
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{init_file}",
+        rank=rank,
+        world_size=world,
+        timeout=timedelta(seconds=120),  # a lost peer fails the test instead of hanging it
+    )
     try:
         model = nn.parallel.DistributedDataParallel(net(0))
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -350,10 +357,11 @@ def _ddp_worker(rank: int, world: int, init_file: str, out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.timeout(300)
 def test_ddp_with_gloo_two_processes_share_one_curve(tmp_path: Path):
-    # fork: the children share the imported torch, so the test stays fast
+    # spawn, not fork: forking a parent whose other threads (JAX, OpenMP) hold locks can deadlock
     torch.multiprocessing.start_processes(
-        _ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, start_method="fork"
+        _ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, start_method="spawn"
     )
     reports = [torch.load(tmp_path / f"{rank}.pt", weights_only=True) for rank in (0, 1)]
     assert reports[0]["loss"] == reports[1]["loss"] and reports[0]["lr"] == reports[1]["lr"]
