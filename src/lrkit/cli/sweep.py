@@ -154,7 +154,15 @@ def _print_result(result) -> None:
         click.echo("no complete trial yet")
         return
     schedule = f", schedule {best.schedule} with {best.warmup_steps} warmup steps" if best.schedule else ""
-    click.echo(f"best lr {best.lr:.4g}{schedule}: validation loss {best.val_loss:.4g} (trial #{best.number})")
+    click.echo(f"best trial #{best.number}: lr {best.lr:.4g}{schedule}, validation loss {best.val_loss:.4g}")
+    bowl = result.bowl
+    if bowl is None:
+        click.echo(f"lr to train with {result.lr:.4g} (the best trial's: the complete trials hold no bowl to fit)")
+    else:
+        click.echo(
+            f"lr to train with {bowl.lr:.4g}: the minimum of a parabola in log LR through the best "
+            f"{len(bowl.lrs)} complete trials (fitted loss {float(bowl.loss(bowl.lr)):.4g})"
+        )
     if result.compute_fraction is not None:
         click.echo(
             f"steps spent {result.steps_spent:,}: {result.compute_fraction:.0%} of a full grid of "

@@ -39,7 +39,12 @@ def plot_sweep(result, *, ax: Axes | None = None, title: str | None = None) -> F
     if complete:
         best = result.best
         ax.scatter([best.lr], [best.val_loss], marker="*", s=220, color="gold", edgecolor="black", zorder=3,
-                   label=f"best: lr {best.lr:.3g}, loss {best.val_loss:.4g}")
+                   label=f"best trial: lr {best.lr:.3g}, loss {best.val_loss:.4g}")
+        bowl = result.bowl
+        if bowl is not None:
+            span = np.geomspace(min(bowl.lrs), max(bowl.lrs), 100)
+            ax.plot(span, bowl.loss(span), color="tab:green", alpha=0.7, label=f"fit through {len(bowl.lrs)} best")
+        ax.axvline(result.lr, color="tab:green", linestyle="--", label=f"lr to train with: {result.lr:.3g}")
     ax.set_xscale("log")
     ax.set_xlim(result.min_lr / 1.5, result.max_lr * 1.5)
     if losses.min() > 0 and losses.max() / losses.min() > 20:

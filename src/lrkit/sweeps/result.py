@@ -5,8 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from lrkit.files import atomic_write_text
 
@@ -31,6 +34,47 @@ class TrialRow:
     retry_of: int | None = None
     schedule: str | None = None
     warmup_steps: int | None = None
+
+
+MIN_FIT_SPAN = 0.1  # decades the fitted trials must span for their curvature to mean anything
+
+
+@dataclass(frozen=True)
+class Bowl:
+    """A parabola in log10 LR through the better trials: ``loss ~ polyval(coefficients, log10 lr)``."""
+
+    lr: float
+    coefficients: tuple[float, float, float]
+    lrs: tuple[float, ...]
+
+    def loss(self, lr: float | np.ndarray) -> float | np.ndarray:
+        return np.polyval(self.coefficients, np.log10(lr))
+
+
+def fit_bowl(lrs: Sequence[float], losses: Sequence[float]) -> Bowl | None:
+    """The minimum of a parabola in log10 LR fitted to the better half of the trials (at least 3).
+
+    One trial's loss carries its run's noise, so the single best trial is biased toward a lucky
+    run (the winner's curse); a curve through its neighbours averages that noise out. The vertex
+    is kept within the fitted trials' span. None when fewer than 3 finite trials, or no bowl
+    (flat, or opening downward) is there to fit.
+    """
+    if len(lrs) != len(losses):
+        raise ValueError(f"lrs and losses must have the same length, got {len(lrs)} and {len(losses)}")
+    points = sorted(
+        (loss, math.log10(lr)) for lr, loss in zip(lrs, losses, strict=True) if math.isfinite(loss) and lr > 0
+    )
+    if len(points) < 3:
+        return None
+    kept = points[: max(3, math.ceil(len(points) / 2))]
+    y, x = (np.array(column) for column in zip(*kept, strict=True))
+    if np.ptp(x) < MIN_FIT_SPAN:
+        return None
+    a, b, c = (float(value) for value in np.polyfit(x, y, 2))
+    if not a > 0:
+        return None
+    vertex = float(np.clip(-b / (2 * a), x.min(), x.max()))
+    return Bowl(lr=10.0**vertex, coefficients=(a, b, c), lrs=tuple(10.0**x))
 
 
 @dataclass(frozen=True)
@@ -65,7 +109,27 @@ class SweepResult:
 
     @property
     def best_lr(self) -> float:
+        """The best trial's LR (see ``lr`` for the one to train with)."""
         return self.best.lr
+
+    @property
+    def bowl(self) -> Bowl | None:
+        """The parabola ``fit_bowl`` fits to the complete trials that share the best trial's
+        schedule; None when they hold no bowl."""
+        best = self.best
+        same = [
+            row for row in self.trials
+            if row.state == "complete" and not row.diverged
+            and (row.schedule, row.warmup_steps) == (best.schedule, best.warmup_steps)
+        ]
+        return fit_bowl([row.lr for row in same], [row.val_loss for row in same])
+
+    @property
+    def lr(self) -> float:
+        """The LR to train with: the minimum of the loss curve fitted across the complete trials,
+        or the best trial's LR when they hold no bowl."""
+        bowl = self.bowl
+        return self.best_lr if bowl is None else bowl.lr
 
     @property
     def best_loss(self) -> float:
@@ -123,7 +187,7 @@ class SweepResult:
 
     def __repr__(self) -> str:
         try:
-            best = f"best_lr={self.best_lr:.3g}, best_loss={self.best_loss:.4g}"
+            best = f"lr={self.lr:.3g}, best_lr={self.best_lr:.3g}, best_loss={self.best_loss:.4g}"
         except ValueError:
             best = "no complete trial"
         cost = f", steps={self.steps_spent:,}" if self.steps_spent else ""
