@@ -27,6 +27,7 @@ from lrkit.sweeps import (
     grid_lrs,
     mask_url,
 )
+from lrkit.sweeps.result import fit_bowl
 from lrkit.sweeps.storage import open_storage, parse_storage
 from lrkit.sweeps.worker import WORKER
 from postgres import free_port, postgres_cluster
@@ -92,7 +93,7 @@ def test_tpe_sweep_finds_the_best_lr_and_repeats_for_a_seed():
     assert abs(math.log10(first.best_lr) + 2) < 0.5  # bowl's minimum is at 1e-2
     assert first.best_loss == min(row.val_loss for row in first.trials)
     assert first.to_csv() == again.to_csv()
-    assert repr(first).startswith(f"SweepResult(best_lr={first.best_lr:.3g}, best_loss=")
+    assert repr(first).startswith(f"SweepResult(lr={first.lr:.3g}, best_lr={first.best_lr:.3g}, best_loss=")
     assert all(1e-5 <= row.lr <= 1.0 for row in first.trials)
 
 
@@ -164,9 +165,68 @@ def test_plot_shows_loss_against_log_lr_with_pruned_trials(tmp_path):
     assert ax.get_xscale() == "log"
     labels = [text.get_text() for text in ax.get_legend().get_texts()]
     assert any(label.startswith("pruned") for label in labels)
-    assert any(label.startswith("best") for label in labels)
+    assert any(label.startswith("best trial") for label in labels)
+    assert any(label.startswith("fit through") for label in labels)
+    assert f"lr to train with: {result.lr:.3g}" in labels
     path = lrkit.plots.save_figure(figure, tmp_path / "sweep.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+# --- the LR to train with: a curve through the trials, not the luckiest one --------------------
+
+
+@given(
+    vertex=st.floats(-4.0, -1.0),
+    curvature=st.floats(0.05, 5.0),
+    floor=st.floats(0.0, 3.0),
+    offsets=st.lists(st.floats(-1.5, 1.5), min_size=3, max_size=12, unique=True),
+)
+def test_fit_bowl_finds_the_vertex_of_a_noise_free_parabola(vertex, curvature, floor, offsets):
+    xs = [vertex + offset for offset in offsets]
+    fit = fit_bowl([10.0**x for x in xs], [floor + curvature * (x - vertex) ** 2 for x in xs])
+    ranked = sorted((floor + curvature * (x - vertex) ** 2, x) for x in xs)
+    kept = [x for _, x in ranked[: max(3, math.ceil(len(xs) / 2))]]
+    if max(kept) - min(kept) < 0.1 or len({round(x, 6) for x in kept}) < 3:
+        assert fit is None
+        return
+    assert fit is not None
+    # the better half's span holds the vertex unless every kept trial lies on one side of it
+    assert min(kept) - 1e-6 <= math.log10(fit.lr) <= max(kept) + 1e-6
+    if min(kept) <= vertex <= max(kept):
+        assert math.log10(fit.lr) == pytest.approx(vertex, abs=1e-5)
+    assert float(fit.loss(fit.lr)) == pytest.approx(floor + curvature * (math.log10(fit.lr) - vertex) ** 2, abs=1e-6)
+
+
+def test_fit_bowl_averages_out_the_noise_that_picks_a_lucky_trial():
+    rng = np.random.default_rng(0)
+    fitted_errors, trial_errors = [], []
+    for _ in range(200):
+        x = rng.uniform(-3.5, -0.5, 10)  # true best at log10 lr = -2
+        loss = 1.0 + 0.1 * (x + 2) ** 2 + rng.normal(0, 0.02, x.size)
+        fit, best = fit_bowl(10.0**x, loss), x[np.argmin(loss)]
+        fitted_errors.append(abs((best if fit is None else math.log10(fit.lr)) + 2))  # as result.lr does
+        trial_errors.append(abs(best + 2))
+    assert np.median(fitted_errors) < 0.75 * np.median(trial_errors)
+
+
+def test_fit_bowl_gives_up_without_a_bowl_and_names_bad_input():
+    assert fit_bowl([1e-3, 1e-2], [1.0, 0.5]) is None  # too few trials
+    assert fit_bowl([1e-3, 1e-2, 1e-1, 1.0], [1.0, 0.8, 0.6, 0.4]) is not None  # a fall: vertex at the edge
+    assert fit_bowl([1e-3, 1e-2, 1e-1], [1.0, 2.0, 1.0]) is None  # opens downward
+    assert fit_bowl([1e-3, 1e-2, 1e-1, 1.0], [1.0, 1.0, 1.0, 1.0]) is None  # flat
+    assert fit_bowl([1e-2, 1.01e-2, 1.02e-2], [1.0, 0.9, 1.0]) is None  # spans too little to trust
+    assert fit_bowl([1e-3, 1e-2, 1e-1, 1.0], [1.0, math.nan, math.inf, 0.9]) is None  # 2 finite left
+    with pytest.raises(ValueError, match="lrs and losses must have the same length, got 3 and 2"):
+        fit_bowl([1e-3, 1e-2, 1e-1], [1.0, 0.5])
+
+
+def test_result_lr_is_the_fitted_minimum_among_the_best_schedules_trials():
+    result = lrkit.sweep(bowl, min_lr=1e-5, max_lr=1.0, n_trials=8, sampler="random", pruner=None, seed=1)
+    assert result.bowl is not None and math.log10(result.lr) == pytest.approx(-2, abs=1e-6)
+    assert abs(math.log10(result.best_lr) + 2) > 1e-3  # no trial sat exactly at the minimum
+    assert repr(result).startswith(f"SweepResult(lr={result.lr:.3g}, best_lr={result.best_lr:.3g}")
+    few = lrkit.sweep(bowl, min_lr=1e-5, max_lr=1.0, n_trials=2, sampler="random", pruner=None)
+    assert few.bowl is None and few.lr == few.best_lr
 
 
 def test_schedule_kind_and_warmup_are_searched_with_the_lr():
@@ -181,6 +241,9 @@ def test_schedule_kind_and_warmup_are_searched_with_the_lr():
     assert {(row.schedule, row.warmup_steps) for row in result.trials} == set(seen)
     assert set(seen) == {("constant", 0), ("constant", 50), ("cosine", 0), ("cosine", 50)}
     assert (result.best.schedule, result.best.warmup_steps) == ("cosine", 0)
+    if result.bowl is not None:  # fitted through the best schedule's trials only
+        best_kind = {row.lr for row in result.trials if (row.schedule, row.warmup_steps) == ("cosine", 0)}
+        assert all(any(math.isclose(lr, other) for other in best_kind) for lr in result.bowl.lrs)
     assert result.to_csv().splitlines()[0].endswith(",schedule,warmup_steps")
     with pytest.raises(ValueError, match="schedules must be one of 'constant', 'cosine', 'linear'; got 'step'"):
         lrkit.sweep(train, min_lr=1e-4, max_lr=1.0, schedules=["step"])
@@ -352,7 +415,8 @@ def test_cli_sweeps_a_built_in_task_and_writes_table_plot_and_csv(tmp_path, caps
     code = main(args)
     stdout = capsys.readouterr().out
     assert code == 0
-    assert "best lr" in stdout and "steps spent" in stdout and "(best)" in stdout
+    assert "best trial #" in stdout and "lr to train with" in stdout
+    assert "steps spent" in stdout and "(best)" in stdout
     assert f"optuna-dashboard {out / 'sweep.journal'}" in stdout
     lines = (out / "sweep.csv").read_text().splitlines()
     assert lines[0] == "number,lr,state,val_loss,steps,diverged,retry_of,schedule,warmup_steps"

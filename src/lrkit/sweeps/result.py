@@ -56,8 +56,8 @@ def fit_bowl(lrs: Sequence[float], losses: Sequence[float]) -> Bowl | None:
 
     One trial's loss carries its run's noise, so the single best trial is biased toward a lucky
     run (the winner's curse); a curve through its neighbours averages that noise out. The vertex
-    is kept within the fitted trials' span. None when fewer than 3 finite trials, or no bowl
-    (flat, or opening downward) is there to fit.
+    is kept within the fitted trials' span. None when the better half holds fewer than 3 distinct
+    LRs or spans under ``MIN_FIT_SPAN`` decades, or no bowl (flat, or opening downward) is there.
     """
     if len(lrs) != len(losses):
         raise ValueError(f"lrs and losses must have the same length, got {len(lrs)} and {len(losses)}")
@@ -68,7 +68,7 @@ def fit_bowl(lrs: Sequence[float], losses: Sequence[float]) -> Bowl | None:
         return None
     kept = points[: max(3, math.ceil(len(points) / 2))]
     y, x = (np.array(column) for column in zip(*kept, strict=True))
-    if np.ptp(x) < MIN_FIT_SPAN:
+    if np.ptp(x) < MIN_FIT_SPAN or len(np.unique(x.round(6))) < 3:  # a parabola needs 3 distinct LRs
         return None
     a, b, c = (float(value) for value in np.polyfit(x, y, 2))
     if not a > 0:
