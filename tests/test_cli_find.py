@@ -25,6 +25,12 @@ def make():
 
 def broken():
     return "not a setup"
+
+def buggy():
+    model, optimizer, _, batches = make()
+    def loss(model, batch):
+        return model(batch[0]).mean() + "oops"  # the user's own bug
+    return model, optimizer, loss, batches
 """
 
 
@@ -37,9 +43,10 @@ def test_find_on_a_task_writes_the_plot_and_the_curve(tmp_path: Path, capsys):
     assert (tmp_path / "range_test.png").stat().st_size > 1000
 
 
-def test_find_with_a_user_entry(tmp_path: Path, capsys, monkeypatch):
+def test_find_with_a_user_entry_in_the_current_folder(tmp_path: Path, capsys, monkeypatch):
     (tmp_path / "my_setup.py").write_text(textwrap.dedent(ENTRY))
-    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # importable from where the command runs, as with python -m
+    monkeypatch.setattr(sys, "path", list(sys.path))
     code = main(
         [
             "find",
@@ -55,6 +62,20 @@ def test_find_with_a_user_entry(tmp_path: Path, capsys, monkeypatch):
     )
     assert code == 0, capsys.readouterr().err
     assert len(Trace.load(tmp_path / "o" / "range_test.csv")) <= 30
+    sys.modules.pop("my_setup", None)
+
+
+def test_an_error_in_the_users_code_keeps_its_traceback_and_exits_1(tmp_path: Path, capsys, monkeypatch):
+    (tmp_path / "my_setup.py").write_text(textwrap.dedent(ENTRY))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    assert main(["find", "--entry", "my_setup:buggy", "--steps", "5", "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and 'return model(batch[0]).mean() + "oops"' in err
+    last = err.strip().splitlines()[-1]
+    line = textwrap.dedent(ENTRY).splitlines().index('        return model(batch[0]).mean() + "oops"  # the user\'s own bug') + 1
+    assert last.startswith("lrkit: error: raised in your code (") and f"my_setup.py, line {line})" in last
+    assert last.endswith("TypeError")
     sys.modules.pop("my_setup", None)
 
 
@@ -83,4 +104,14 @@ def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path: Path, capsys,
     assert main([*args, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("lrkit: error:") and message in err
+    assert not (tmp_path / "o").exists()  # a failed command leaves no empty --out folder
     sys.modules.pop("my_setup", None)
+
+
+def test_unwritable_out_fails_before_training(tmp_path: Path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["find", "--task", "cancer-logreg", "--out", str(blocker / "sub")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"lrkit: error: --out {str(blocker / 'sub')!r} cannot be written: {str(blocker)!r}: Not a directory\n"
+    assert "suggested lr" not in captured.out

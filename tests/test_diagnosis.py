@@ -207,13 +207,38 @@ def test_noise_that_swamps_visible_progress_is_too_high(k, noise_ratio, n, seed)
 
 
 @given(at=st.floats(0.05, 0.95), n=st.integers(MIN_POINTS, 500))
-def test_any_nan_is_diverged_with_full_confidence(at, n):
+def test_a_loss_that_ends_non_finite_is_diverged_with_full_confidence(at, n):
     trace = make(decay(6), n=n, floor=0.2)
     loss = trace.loss.copy()
     loss[int(at * (n - 1)) :] = np.nan
     result = diagnose(trace.replace(loss=loss))
     assert (result.verdict, result.confidence) == ("diverged", 1.0)
     assert result.evidence.first_nonfinite_step == trace.step[int(at * (n - 1))]
+    assert result.evidence.ended_nonfinite
+
+
+@given(
+    at=st.floats(0.05, 0.9),
+    count=st.integers(1, 5),
+    value=st.sampled_from([math.nan, math.inf, -math.inf]),
+    k=st.floats(3, 20),
+    noise=st.floats(0, 0.3),
+    n=st.integers(200, 800),
+    seed=st.integers(0, 2**16),
+)
+def test_non_finite_losses_the_run_went_on_from_are_left_out(at, count, value, k, noise, n, seed):
+    trace = make(decay(k), n=n, noise=noise, floor=0.5, seed=seed)
+    first = int(at * n)
+    loss = trace.loss.copy()
+    loss[first : first + count] = value  # skipped overflows, say; training went on
+    result = diagnose(trace.replace(loss=loss))
+    kept = np.isfinite(loss)
+    assert result.verdict == diagnose(trace.select(kept)).verdict != "diverged"
+    e = result.evidence
+    assert (e.nonfinite_count, e.first_nonfinite_step, e.ended_nonfinite) == (count, trace.step[first], False)
+    assert result.reasons[-1] == (
+        f"{count} non-finite loss(es) left out, the first at step {trace.step[first]}: the run went on past them"
+    )
 
 
 # --- the healthy curve is never called diverged ------------------------------------------------
@@ -338,6 +363,29 @@ def test_a_non_trace_is_refused():
         diagnose([1.0, 2.0])  # type: ignore[arg-type]
 
 
+def test_a_negative_lr_is_refused_before_diagnose_sees_it():
+    trace = FAMILIES["healthy"][0]
+    with pytest.raises(ValueError, match=r"lr must be >= 0 and finite \(NaN where unknown\), got -0.001 at index 0"):
+        diagnose(Trace(trace.step, np.full(len(trace), -1e-3), trace.loss))
+
+
+def test_an_lr_that_is_zero_or_unknown_throughout_gets_a_verdict_without_a_rate():
+    trace = FAMILIES["too_low"][0]
+    for lr in (0.0, np.nan):
+        result = diagnose(trace.replace(lr=np.full(len(trace), lr)))
+        assert result.verdict == "too_low" and "to ~" not in result.action
+
+
+@given(
+    lr=st.lists(st.one_of(st.floats(0, 1), st.just(0.0), st.just(math.nan)), min_size=MIN_POINTS, max_size=80),
+    seed=st.integers(0, 2**16),
+)
+def test_any_lr_a_trace_accepts_gets_a_verdict(lr, seed):
+    n = len(lr)
+    loss = 2.0 * np.exp(-3 * np.linspace(0, 1, n)) + 0.05 * np.random.default_rng(seed).standard_normal(n)
+    assert diagnose(Trace(np.arange(n), lr, loss)).verdict in VERDICTS
+
+
 # --- the command line ------------------------------------------------------------------------------
 
 
@@ -355,6 +403,24 @@ def test_cli_writes_the_plot_and_prints_the_action(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith("too_high") and "action: lower the LR" in out
     assert (tmp_path / "out.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(("name", "magic"), [("out.pdf", b"%PDF-"), ("out.svg", b"<?xml"), ("out.png", b"\x89PNG")])
+def test_cli_writes_the_plot_in_the_format_its_extension_names(tmp_path, capsys, name, magic):
+    path = FAMILIES["too_high"][2].save(tmp_path / "run.jsonl")
+    assert main(["diagnose", str(path), "--plot", str(tmp_path / name)]) == 0
+    assert (tmp_path / name).read_bytes().startswith(magic)
+
+
+def test_cli_plot_with_an_unknown_extension_is_one_line_naming_plot_and_exit_2(tmp_path, capsys):
+    path = FAMILIES["too_high"][2].save(tmp_path / "run.jsonl")
+    plot = tmp_path / "out.docx"
+    assert main(["diagnose", str(path), "--plot", str(plot)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith(f"lrkit: error: --plot {str(plot)!r}: the extension must name an image format (")
+    assert ".pdf" in captured.err and ".svg" in captured.err and "got '.docx'" in captured.err
+    assert not plot.exists()
 
 
 def test_cli_too_few_points_is_one_line_naming_the_file_and_exit_2(tmp_path, capsys):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -16,6 +18,7 @@ from lrkit.tasks import evaluate, get_task
 from lrkit.tasks.training import torch_threads
 from lrkit.torch.guard import GuardStop
 from lrkit.torch.loaders import cycle
+from lrkit.torch.scheduler import ScheduleLR
 
 
 @pytest.fixture(autouse=True)
@@ -228,6 +231,52 @@ def test_the_watch_cuts_the_lr_of_a_run_that_stalls_and_creeps_back_up():
     assert scheduler.base_lrs == [pytest.approx(1e-2 * guard.lr_scale)]
 
 
+SCHEDULERS = {
+    "ScheduleLR": lambda optimizer: ScheduleLR(optimizer, "warmup(20) >> cosine(1e-2, 480)"),
+    "LambdaLR": lambda optimizer: torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (1 + 0.01 * step)),
+    "StepLR": lambda optimizer: torch.optim.lr_scheduler.StepLR(optimizer, step_size=30, gamma=0.5),
+    "OneCycleLR": lambda optimizer: torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-2, total_steps=500),
+    "CyclicLR": lambda optimizer: torch.optim.lr_scheduler.CyclicLR(
+        optimizer, base_lr=1e-3, max_lr=1e-2, step_size_up=25, cycle_momentum=False
+    ),
+    "SequentialLR": lambda optimizer: torch.optim.lr_scheduler.SequentialLR(
+        optimizer,
+        [torch.optim.lr_scheduler.LinearLR(optimizer, 0.1, 1.0, total_iters=20),
+         torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=480)],
+        milestones=[20],
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(SCHEDULERS))
+def test_a_cut_lr_keeps_the_schedules_shape_at_the_lower_level(kind):
+    def made():
+        model, optimizer, _, data = setup()
+        return model, optimizer, SCHEDULERS[kind](optimizer), data
+
+    model, optimizer, scheduler, data = made()
+    guard = Guard(model, optimizer, scheduler=scheduler, snapshot_every=20, skip_batches=5, lr_factor=0.5)
+    run(guard, model, optimizer, data[:130], blow_up=lambda step, loss: loss * 1e4 if 60 <= step < 63 else loss)
+    assert guard.rollbacks == 1 and guard.lr_scale == 0.5
+    # the same schedule, never cut, stepped as often: the guarded LRs are half of its LRs
+    _, reference_optimizer, reference, _ = made()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # stepped without optimizer steps on purpose
+        for _ in range(scheduler.last_epoch):
+            reference.step()
+    assert [group["lr"] for group in optimizer.param_groups] == pytest.approx(
+        [0.5 * group["lr"] for group in reference_optimizer.param_groups], rel=1e-9
+    )
+    run(guard, model, optimizer, data[130:160])  # and it stays so as the schedule moves on
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(30):
+            reference.step()
+    assert [group["lr"] for group in optimizer.param_groups] == pytest.approx(
+        [0.5 * group["lr"] for group in reference_optimizer.param_groups], rel=1e-9
+    )
+
+
 def test_the_watch_leaves_a_healthy_curve_alone():
     model, optimizer, scheduler, _ = setup()
     guard = Guard(model, optimizer, scheduler=scheduler, watch_every=40)
@@ -260,6 +309,70 @@ def test_bad_arguments_name_what_is_allowed():
     with pytest.raises(ValueError, match="watch_every must be >= 10, got 3"):
         Guard(model, optimizer, watch_every=3)
     Guard(model, optimizer, rule=SpikeRule(window=10, warmup_steps=5))
+
+
+NOT_A_LOSS = [
+    ("loss", TypeError, r"got 'loss' \(str\)$"),
+    (None, TypeError, r"got None \(NoneType\)$"),
+    (True, TypeError, r"got True \(bool\)$"),
+    ([0.5], TypeError, r"got \[0.5\] \(list\)$"),
+    (torch.ones(3, requires_grad=True), ValueError, r"got a tensor of shape \(3,\)$"),
+    (torch.ones(2, 2), ValueError, r"got a tensor of shape \(2, 2\)$"),
+    (torch.tensor(True), TypeError, r"got a tensor of dtype torch.bool$"),
+]
+
+
+@pytest.mark.parametrize(("loss", "error", "message"), NOT_A_LOSS)
+def test_a_loss_that_is_not_a_number_is_refused_naming_loss_and_changes_nothing(loss, error, message):
+    model, optimizer, scheduler, data = setup()
+    guard = Guard(model, optimizer, scheduler=scheduler)
+    run(guard, model, optimizer, data[:3])
+    before = state_of(model, optimizer, scheduler)
+    for call in (guard.step, guard.judge):
+        with pytest.raises(error, match="^loss must be a number or a one-element tensor, " + message):
+            call(loss)
+    assert_same(before, state_of(model, optimizer, scheduler))
+    assert guard.steps == 3 and len(guard.trace) == 3
+
+
+@pytest.mark.parametrize(("val_loss", "error", "message"), NOT_A_LOSS)
+def test_a_val_loss_that_is_not_a_number_is_refused_naming_val_loss(val_loss, error, message):
+    model, optimizer, _, _ = setup()
+    guard = Guard(model, optimizer, patience=1)
+    with pytest.raises(error, match="^val_loss must be a number or a one-element tensor, " + message):
+        guard.should_stop(val_loss)
+    assert guard.best_val_loss == math.inf
+
+
+def test_numbers_and_one_element_tensors_are_losses():
+    model, optimizer, scheduler, data = setup()
+    guard = Guard(model, optimizer, scheduler=scheduler)
+    x, y = data[0]
+    losses = [
+        1.5,
+        2,
+        np.float32(1.25),
+        torch.tensor(0.75),
+        torch.tensor([0.5]),
+        nn.functional.mse_loss(model(x), y),  # 0-d, requires grad
+    ]
+    for loss in losses:
+        assert guard.judge(loss)
+    assert guard.trace.loss[:5].tolist() == [1.5, 2.0, 1.25, 0.75, 0.5]
+    assert not guard.judge(math.nan)  # a NaN loss is a loss: skipped, not refused
+    assert not guard.should_stop(torch.tensor([0.4])) and guard.best_val_loss == pytest.approx(0.4)
+
+
+def test_a_refused_loss_leaves_the_grad_scaler_ready_for_the_next_step():
+    model, optimizer, scheduler, data = setup()
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    guard = Guard(model, optimizer, scheduler=scheduler, scaler=scaler)
+    x, y = data[0]
+    loss = nn.functional.mse_loss(model(x), y)
+    scaler.scale(loss).backward()
+    with pytest.raises(TypeError, match="loss must be a number"):
+        guard.step("loss")
+    assert guard.step(loss)  # unscaling twice in one step would raise here
 
 
 def test_with_a_grad_scaler_an_overflow_is_skipped_and_the_scale_lowered():

@@ -83,6 +83,89 @@ def test_nan_and_inf_are_values_and_empty_cells_are_missing(tmp_path):
     assert trace.lr.tolist() == [0.1, 0.1, 0.2]  # a missing LR carries over
 
 
+# --- the learning rate: >= 0 and finite, NaN or missing where the log does not know it -----------
+
+
+@given(
+    lrs=st.lists(st.one_of(st.floats(0, 10), st.just("nan"), st.just("")), min_size=1, max_size=30),
+    bad=st.sampled_from([-0.001, -5.0, -math.inf, math.inf]),
+    data=st.data(),
+    kind=st.sampled_from(["csv", "jsonl"]),
+)
+def test_a_negative_or_infinite_lr_names_the_file_column_row_and_step(tmp_path_factory, lrs, bad, data, kind):
+    row = data.draw(st.integers(0, len(lrs) - 1))
+    lrs = [*lrs[:row], bad, *lrs[row + 1 :]]
+    path = tmp_path_factory.mktemp("lr") / f"log.{kind}"
+    if kind == "csv":
+        path.write_text("step,loss,learning_rate\n" + "".join(f"{10 * i},1.0,{lr}\n" for i, lr in enumerate(lrs)))
+    else:
+        cells = [{} if lr == "" else {"learning_rate": float(lr)} for lr in lrs]
+        path.write_text("".join(json.dumps({"step": 10 * i, "loss": 1.0, **cell}) + "\n" for i, cell in enumerate(cells)))
+    message = (
+        f"{path}: column 'learning_rate' has the learning rate {bad!r} in data row {row + 1} "
+        f"(step {10 * row}); a learning rate must be >= 0 and finite"
+    )
+    with pytest.raises(ValueError) as error:
+        read_log(path)
+    assert str(error.value) == message
+
+
+def test_a_negative_lr_in_trainer_state_names_the_step(tmp_path):
+    history = [{"learning_rate": 5e-5, "loss": 2.5, "step": 10}, {"learning_rate": -1e-5, "loss": 2.0, "step": 20}]
+    path = write(tmp_path / "trainer_state.json", json.dumps({"log_history": history}))
+    with pytest.raises(ValueError, match=r"trainer_state\.json: column 'learning_rate' has the learning rate -1e-05 in data row 2 \(step 20\)"):
+        read_log(path)
+
+
+def test_a_negative_lr_in_tensorboard_events_names_the_step(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(log_dir=str(tmp_path / "run")) as writer:
+        for step in range(5):
+            writer.add_scalar("loss", 1.0, step)
+            writer.add_scalar("lr", -0.1 if step == 3 else 0.1, step)
+    with pytest.raises(ValueError, match=r"column 'lr' has the learning rate -0\.1\d* in data row 4 \(step 3\)"):
+        read_log(tmp_path / "run")
+
+
+def test_an_lr_of_zero_is_a_learning_rate(tmp_path):
+    trace = read_log(write(tmp_path / "l.csv", "step,loss,lr\n0,2.0,0\n1,1.5,0.05\n2,1.0,0.1\n"))
+    assert trace.lr.tolist() == [0.0, 0.05, 0.1]
+
+
+def falling_log(lr_cell):
+    """A log whose loss falls steadily over 60 steps, with ``lr_cell`` as every row's LR (None: no
+    LR column)."""
+    loss = 2.0 * np.exp(-3 * np.arange(60) / 60) + 0.01 * np.random.default_rng(0).standard_normal(60)
+    if lr_cell is None:
+        return "step,loss\n" + "".join(f"{i},{float(value)!r}\n" for i, value in enumerate(loss))
+    return "step,loss,lr\n" + "".join(f"{i},{float(value)!r},{lr_cell}\n" for i, value in enumerate(loss))
+
+
+@pytest.mark.parametrize("cell", ["nan", "", "NaN"])
+def test_an_lr_column_without_values_reads_and_diagnoses_like_no_lr_column(tmp_path, capsys, cell):
+    without = write(tmp_path / "without.csv", falling_log(None))
+    unknown = write(tmp_path / "unknown.csv", falling_log(cell))
+    trace = read_log(unknown)
+    assert np.isnan(trace.lr).all()
+    assert trace.replace(meta={}) == read_log(without).replace(meta={})
+    outputs = []
+    for path in (without, unknown):
+        assert main(["diagnose", str(path), "--json"]) == 0
+        outputs.append({key: value for key, value in json.loads(capsys.readouterr().out).items() if key != "file"})
+    assert outputs[0] == outputs[1]
+    assert outputs[1]["evidence"]["lr_peak"] is None and "to ~" not in outputs[1]["action"]
+
+
+def test_report_refuses_a_negative_lr_on_one_line(tmp_path, capsys):
+    path = write(tmp_path / "neg.csv", falling_log("-0.001"))
+    out = tmp_path / "report.html"
+    assert main(["report", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"lrkit: error: {path}: column 'lr' has the learning rate -0.001 in data row 1 (step 0); a learning rate must be >= 0 and finite\n"
+    assert not out.exists()
+
+
 def test_an_lrkit_trace_file_keeps_its_meta_and_events(tmp_path):
     builder = TraceBuilder(task="x", seed=3)
     for step in range(5):
@@ -239,6 +322,15 @@ MALFORMED = {
     ),
     "loss_all_empty": ("step,loss,val_loss\n0,,1\n1,,2\n", "the loss column 'loss' has no values"),
     "too_few": ("step,loss\n0,1.0\n1,0.9\n", "too few points: the trace has 2"),
+    "negative_lr": (
+        "step,loss,lr\n" + "".join(f"{i},{2 - i / 10},-0.001\n" for i in range(10)),
+        "column 'lr' has the learning rate -0.001 in data row 1 (step 0)",
+    ),
+    "one_negative_lr": (
+        "step,loss,lr\n" + "".join(f"{i},{2 - i / 10},{-5 if i == 6 else 0.001}\n" for i in range(10)),
+        "column 'lr' has the learning rate -5.0 in data row 7 (step 6)",
+    ),
+    "infinite_lr": ("step,loss,lr\n0,1.0,0.1\n1,0.9,inf\n", "the learning rate inf in data row 2 (step 1)"),
 }
 
 

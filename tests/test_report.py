@@ -172,6 +172,15 @@ def test_cli_bad_input_is_one_line(tmp_path: Path, capsys, extra: list[str], mes
     assert not (tmp_path / "r.html").exists()
 
 
+def test_cli_unwritable_out_is_one_line_naming_out_before_reading_anything(tmp_path: Path, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    out = blocker / "r.html"
+    assert main(["report", str(tmp_path / "file"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"lrkit: error: --out {str(out)!r} cannot be written: {str(blocker)!r}: Not a directory\n"
+
+
 def test_cli_refuses_two_range_tests_without_finder(tmp_path: Path, real, capsys) -> None:
     finder, _, _ = real
     for name in ("a.csv", "b.csv"):

@@ -37,3 +37,27 @@ def test_bad_spec_is_one_line_on_stderr_and_exit_2(capsys):
 def test_bad_steps_exit_2(capsys):
     assert main(["schedule", SPEC, "--steps", "0"]) == 2
     assert "--steps" in capsys.readouterr().err
+
+
+def test_plot_is_written_in_the_format_its_extension_names(tmp_path, capsys):
+    pdf, svg = tmp_path / "lr.pdf", tmp_path / "lr.svg"
+    assert main(["schedule", SPEC, "--steps", "600", "--plot", str(pdf)]) == 0
+    assert main(["schedule", SPEC, "--steps", "600", "--plot", str(svg)]) == 0
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    assert svg.read_bytes().startswith(b"<?xml") and b"<svg" in svg.read_bytes()[:500]
+
+
+def test_unwritable_csv_or_unknown_plot_format_fails_before_printing_or_writing(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    csv = blocker / "lr.csv"
+    assert main(["schedule", SPEC, "--steps", "600", "--csv", str(csv)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"lrkit: error: --csv {str(csv)!r} cannot be written: {str(blocker)!r}: Not a directory\n"
+    good_csv = tmp_path / "lr.csv"
+    assert main(["schedule", SPEC, "--steps", "600", "--csv", str(good_csv), "--plot", str(tmp_path / "lr.xyz")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith(f"lrkit: error: --plot {str(tmp_path / 'lr.xyz')!r}: the extension must name an image format (")
+    assert not good_csv.exists()

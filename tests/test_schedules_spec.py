@@ -108,6 +108,42 @@ def test_bad_arguments_raise_naming_the_argument(build, error, message):
         build()
 
 
+@pytest.mark.parametrize(
+    ("build", "error", "message"),
+    [
+        (lambda: S.wsd(1e-3, 100, warmup_steps=50, decay_steps=80), ValueError,
+         r"^wsd: warmup_steps \+ decay_steps must be <= steps=100, got 50 \+ 80$"),
+        (lambda: S.wsd(-1e-3, 100, 10, 20), ValueError, r"^wsd: peak must be > 0, got -0.001$"),
+        (lambda: S.wsd(1e-3, 100, 10, 20, cooldown="step"), ValueError, r"^wsd: cooldown must be one of"),
+        (lambda: S.wsd(1e-3, 100.0, 10, 20), TypeError, r"^wsd: steps must be an integer, got 100.0"),
+        (lambda: S.warmup_cosine(1e-3, 100, warmup_steps=100), ValueError,
+         r"^warmup_cosine: warmup_steps must be < steps, got warmup_steps=100 >= steps=100$"),
+        (lambda: S.warmup_cosine(0.0, 100, warmup_steps=10), ValueError, r"^warmup_cosine: peak must be > 0, got 0.0$"),
+        (lambda: S.warmup_cosine(1e-3, 100, 10, end=1e-2), ValueError, r"^warmup_cosine: cosine: end must be <= peak"),
+        (lambda: S.warmup_cosine(1e-3, 100, 10, start_ratio=1.5), ValueError,
+         r"^warmup_cosine: warmup: start_ratio must be in \[0, 1\), got 1.5$"),
+        (lambda: S.one_cycle(1e-3, 100, up_steps=60, three_phase=True), ValueError,
+         r"^one_cycle: up_steps must leave room to come down: got up_steps=60 for steps=100$"),
+        (lambda: S.one_cycle(1e-3, 2), ValueError, r"^one_cycle: steps must be >= 3, got 2$"),
+        (lambda: S.one_cycle(1e-3, 100, three_phase=1), TypeError, r"^one_cycle: three_phase must be True or False, got 1$"),
+        (lambda: S.adam_warmup(1.0), ValueError, r"^adam_warmup: beta2 must be in \(0, 1\), got 1.0$"),
+        (lambda: S.adam_warmup(0.999, start_ratio=-0.5), ValueError,
+         r"^adam_warmup: warmup: start_ratio must be in \[0, 1\), got -0.5$"),
+        (lambda: S.step_decay(1e-3, 0), ValueError, r"^step_decay: exponential: decay_steps must be >= 1, got 0$"),
+        (lambda: S.parse("wsd(1e-3, 100, warmup_steps=90, decay_steps=20)"), ValueError,
+         r"^wsd: warmup_steps \+ decay_steps must be <= steps=100, got 90 \+ 20$"),
+    ],
+)
+def test_recipe_errors_name_the_recipe(build, error, message):
+    with pytest.raises(error, match=message):
+        build()
+
+
+def test_a_wrong_recipe_signature_in_a_spec_still_lists_its_arguments():
+    with pytest.raises(ValueError, match=r"wsd\(\.\.\.\) got an unexpected keyword argument 'foo'; its arguments are peak, steps, warmup_steps"):
+        S.parse("wsd(1e-3, 100, 10, 20, foo=1)")
+
+
 def test_bad_steps_are_refused():
     schedule = S.cosine(peak=1.0, steps=10)
     with pytest.raises(ValueError, match="step must be >= 0, got -1"):

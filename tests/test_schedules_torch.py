@@ -50,6 +50,25 @@ def test_each_group_keeps_its_ratio_to_the_largest():
     assert scheduler.get_last_lr() == [group["lr"] for group in optimizer.param_groups]
 
 
+def test_scale_lowers_every_group_at_once_and_survives_a_resume():
+    schedule = S.warmup_cosine(1e-3, 100, warmup_steps=10)
+    model, optimizer = make_optimizer()
+    scheduler = ScheduleLR(optimizer, schedule)
+    train_steps(model, optimizer, scheduler, 30)
+    scheduler.scale(0.25)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.25 * schedule(30), rel=1e-12)
+    seen = np.array(train_steps(model, optimizer, scheduler, 20))
+    assert np.allclose(seen[:, 0], 0.25 * schedule(np.arange(30, 50)), rtol=1e-12)
+    assert np.allclose(seen[:, 2], 0.03 * seen[:, 0], rtol=1e-12)  # the groups keep their ratios
+    _, other_optimizer = make_optimizer()
+    resumed = ScheduleLR(other_optimizer, schedule)
+    resumed.load_state_dict(scheduler.state_dict())
+    assert resumed.get_lr() == pytest.approx(scheduler.get_lr(), rel=1e-12)
+    for bad in (0, -1.0, float("nan"), "0.5", True):
+        with pytest.raises(ValueError, match="factor must be a finite number > 0, got"):
+            scheduler.scale(bad)
+
+
 def test_constructor_only_sets_the_step_zero_lr():
     model, optimizer = make_optimizer()
     before = [dict(group) for group in optimizer.param_groups]

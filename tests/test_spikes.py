@@ -127,3 +127,29 @@ def test_wrong_types_are_refused():
         SpikeRule(confirm=2.0)
     with pytest.raises(ValueError, match="losses must hold at least one value"):
         Baseline.of([])
+
+
+@pytest.mark.parametrize(
+    ("losses", "message"),
+    [
+        ("abc", r"losses must be a sequence of numbers, got 'abc' \(str\)$"),
+        (3.0, r"losses must be a sequence of numbers, got 3.0 \(float\)$"),
+        (None, r"losses must be a sequence of numbers, got None \(NoneType\)$"),
+        ([1.0, "2.0"], r"losses must be a sequence of numbers, got '2.0' \(str\) at index 1$"),
+        ([1.0, 0.5, True], r"losses must be a sequence of numbers, got True \(bool\) at index 2$"),
+        (np.ones((4, 2)), r"losses must be a sequence of numbers, got array\(\[1., 1.\]\) \(ndarray\) at index 0$"),
+    ],
+)
+def test_losses_that_are_not_numbers_are_refused_naming_losses(losses, message):
+    with pytest.raises(TypeError, match=message):
+        find_spikes(losses)
+
+
+def test_a_rule_that_is_not_a_spike_rule_is_refused():
+    with pytest.raises(TypeError, match=r"rule must be a SpikeRule or None, got 3 \(int\)"):
+        find_spikes([1.0, 2.0], rule=3)
+
+
+@given(losses=st.lists(st.one_of(st.floats(), st.integers(-10**6, 10**6)), max_size=60))
+def test_any_numbers_nan_and_infinity_included_are_losses(losses):
+    assert find_spikes(losses) == find_spikes(np.array(losses, dtype=np.float64))

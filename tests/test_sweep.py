@@ -444,13 +444,32 @@ ENTRY = ["--entry", "sweep_objectives:bowl", "--min-lr", "1e-4", "--max-lr", "1"
         ([], "give exactly one of --task NAME or --entry module:function"),
         (["--entry", "nowhere:f"], "--entry 'nowhere:f': cannot import 'nowhere'"),
         (["--task", "mnist"], "unknown task 'mnist'; known tasks:"),
+        (
+            ["--entry", "sweep_objectives:bowl", "--trials", "2"],
+            "--entry 'sweep_objectives:bowl' needs --min-lr and --max-lr (only a built-in --task has its own range), "
+            "missing --min-lr and --max-lr",
+        ),
+        (["--entry", "sweep_objectives:bowl", "--min-lr", "1e-4"], "needs --min-lr and --max-lr (only a built-in --task has its own range), missing --max-lr"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(args, message, tmp_path, capsys):
-    assert main(["sweep", "--out", str(tmp_path), *args]) == 2
+    out = tmp_path / "out"
+    assert main(["sweep", "--out", str(out), *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("lrkit: error: ") and err.count("\n") == 1
     assert message in err
+    assert not out.exists()  # a failed command leaves no empty --out folder
+
+
+def test_cli_journal_storage_that_cannot_be_written_names_storage_before_training(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    journal = blocker / "sweep.journal"
+    assert main(["sweep", *ENTRY, "--storage", str(journal), "--out", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"lrkit: error: --storage {str(journal)!r} cannot be written: {str(blocker)!r}: Not a directory\n"
+    assert captured.out == ""
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_unreachable_storage_is_one_line_without_the_password(tmp_path, capsys):

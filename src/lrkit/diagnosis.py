@@ -4,7 +4,8 @@ Pure NumPy. Every measure is a ratio of loss differences (or, for positive losse
 multiplying the loss by a constant never changes the verdict, and positions are fractions of the
 run, so logging more or fewer steps does not either. The rules, in order:
 
-- ``diverged``: a non-finite loss, or the loss blew up far above where it began and stayed there;
+- ``diverged``: the loss ends non-finite, or it blew up far above where it began and stayed there
+  (non-finite losses the run went on from, such as skipped overflows, are left out and reported);
 - ``too_high``: the loss rose from its best, spiked, oscillated, or was so noisy that the noise
   swamps the progress;
 - ``too_low``: still falling steadily at the end (at the pace of the last part, another run as long
@@ -81,6 +82,7 @@ class Evidence:
     spike_height: float  # the highest spike above the trend, per unit of progress (0 without one)
     nonfinite_count: int
     first_nonfinite_step: int | None
+    ended_nonfinite: bool  # the last loss is NaN or infinite: the run diverged
     lr_peak: float  # highest LR in the trace (NaN when the log has none)
     lr_end_ratio: float  # last LR / peak
     warmup: bool  # the LR rose over the first steps
@@ -149,13 +151,26 @@ def diagnose(trace: Trace) -> Diagnosis:
         raise ValueError(
             f"trace steps must increase; step {trace.step[i + 1]} follows {trace.step[i]}"
         )
-    bad = np.flatnonzero(~np.isfinite(trace.loss))
-    cut = int(bad[0]) if len(bad) else len(trace)
-    if cut < MIN_POINTS and len(bad):
+    finite = np.isfinite(trace.loss)
+    bad = np.flatnonzero(~finite)
+    # a run diverged when its loss ends non-finite; non-finite steps it went on from (an overflow
+    # the grad scaler skipped, a batch the guard skipped) are left out and the rest is judged
+    last = int(np.flatnonzero(finite)[-1]) + 1 if finite.any() else 0
+    kept = np.flatnonzero(finite[:last])
+    if len(kept) < MIN_POINTS and last < len(trace):
         evidence = _nonfinite_only(trace, bad)
+    elif len(kept) < MIN_POINTS:
+        raise ValueError(
+            f"too few finite losses: the trace has {len(kept)}, diagnose needs at least {MIN_POINTS}"
+        )
     else:
-        evidence = _measure(trace.select(slice(0, cut)), trace, bad)
+        evidence = _measure(trace.select(kept), trace, bad)
     verdict, confidence, reasons = _judge(evidence)
+    if len(bad) and not evidence.ended_nonfinite:
+        reasons.append(
+            f"{len(bad)} non-finite loss(es) left out, the first at step {evidence.first_nonfinite_step}: "
+            "the run went on past them"
+        )
     factor = _lr_factor(verdict, evidence)
     return Diagnosis(
         verdict, confidence, evidence, _action(verdict, evidence, factor), tuple(reasons), trace, factor
@@ -249,6 +264,7 @@ def _measure(trace: Trace, whole: Trace, bad: np.ndarray) -> Evidence:
         spike_height=float(max(residual[spikes], default=0.0)) / unit,
         nonfinite_count=len(bad),
         first_nonfinite_step=int(whole.step[bad[0]]) if len(bad) else None,
+        ended_nonfinite=not math.isfinite(whole.loss[-1]),
         lr_peak=lr_peak,
         lr_end_ratio=lr_end_ratio,
         warmup=warmup,
@@ -289,6 +305,7 @@ def _nonfinite_only(trace: Trace, bad: np.ndarray) -> Evidence:
         spike_height=nan,
         nonfinite_count=len(bad),
         first_nonfinite_step=int(trace.step[bad[0]]),
+        ended_nonfinite=True,
         lr_peak=lr_peak,
         lr_end_ratio=nan,
         warmup=False,
@@ -519,7 +536,7 @@ def _val_late_rise(val: np.ndarray | None) -> float:
 
 def _judge(e: Evidence) -> tuple[str, float, list[str]]:
     """The first rule that fires gives the verdict; confidence grows with its margin."""
-    if e.nonfinite_count:
+    if e.ended_nonfinite:
         return (
             "diverged",
             1.0,

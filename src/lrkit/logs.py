@@ -5,7 +5,8 @@ Columns are found by name (``step``/``iteration``/``epoch``, ``loss``/``train_lo
 ``lr``/``learning_rate``, ``val_loss``/``eval_loss``, ``grad_norm``) or named by the caller. Rows
 that share a step are merged (loggers write train and validation metrics on separate rows), a
 validation value without a training loss at its step goes to the last training step before it, and
-a missing LR carries over from the last one logged. A log that cannot be read this way raises
+a missing LR carries over from the last one logged (an LR column with no values reads as no LR
+column). A log that cannot be read this way, or logs a negative or infinite LR, raises
 ``ValueError`` naming the file and the problem.
 """
 
@@ -350,7 +351,8 @@ def _build(
 
     # merge rows that share a step, keeping the last value each column logged there
     merged: dict[int, Record] = {}
-    for step, record in zip(steps, records, strict=True):
+    for number, (step, record) in enumerate(zip(steps, records, strict=True), 1):
+        _check_lr(path, found.get("lr"), record, number, step)
         row = merged.setdefault(step, {})
         for column, name in found.items():
             if record.get(name) is not None:
@@ -391,6 +393,16 @@ def _build(
         events=events,
         meta=meta,
     )
+
+
+def _check_lr(path: Path, name: str | None, record: Record, number: int, step: int) -> None:
+    """A logged learning rate is >= 0 and finite (NaN: not known at that step)."""
+    value = record.get(name) if name else None
+    if value is not None and (value < 0 or math.isinf(value)):
+        raise ValueError(
+            f"{path}: column {name!r} has the learning rate {value!r} in data row {number} (step {step}); "
+            "a learning rate must be >= 0 and finite"
+        )
 
 
 def _steps(path: Path, records: list[Record], name: str | None) -> list[int]:

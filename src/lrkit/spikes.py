@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
+from numbers import Real
 
 from lrkit import checks
 
@@ -125,9 +126,16 @@ class SpikeRule:
 
 def find_spikes(losses: Sequence[float], rule: SpikeRule | None = None) -> list[int]:
     """Indices where ``rule`` confirms a spike, judging the losses in order (the state runs on)."""
+    allowed = "losses must be a sequence of numbers"
+    if isinstance(losses, (str, bytes)) or not isinstance(losses, Iterable):
+        raise TypeError(f"{allowed}, got {losses!r} ({type(losses).__name__})")
+    if rule is not None and not isinstance(rule, SpikeRule):
+        raise TypeError(f"rule must be a SpikeRule or None, got {rule!r} ({type(rule).__name__})")
     rule = rule or SpikeRule()
     state, found = SpikeState(), []
     for index, loss in enumerate(losses):
+        if isinstance(loss, bool) or not isinstance(loss, Real):
+            raise TypeError(f"{allowed}, got {loss!r} ({type(loss).__name__}) at index {index}")
         state, verdict = rule.update(state, float(loss))
         if verdict is Verdict.SPIKE:
             found.append(index)

@@ -72,8 +72,12 @@ class DivergenceWatch:
     has diverged when it is not finite; when, two steps in a row, its EMA has lost all the progress
     of the test (risen above its start) and stands more than ``ratio`` times the larger of the drop
     so far and six noise units above its best; or when one raw loss lands five times that far
-    above the best. A false alarm wastes the whole test, so the rule errs late.
+    above the best. A false alarm wastes the whole test, so the rule errs late: a finite loss is
+    judged only from the ``MIN_STEPS``-th on, when the noise is the median of enough residuals (on
+    fewer, one lucky low first loss and a small median made flat noise read as a blow-up).
     """
+
+    MIN_STEPS = 10
 
     def __init__(self, *, window: float = 3.0, ratio: float = 1.0) -> None:
         self.beta = 1.0 - 1.0 / checks.in_range("window", window, 1.0, math.inf)
@@ -99,7 +103,7 @@ class DivergenceWatch:
         drop = self.ratio * (self.start - self.best)
         # the noise (a median, the costly part) only matters once a cheap necessary test passes
         lost = self.smooth > self.start
-        if self.count < 5 or not (lost or loss - self.best > 5 * drop):
+        if self.count < self.MIN_STEPS or not (lost or loss - self.best > 5 * drop):
             self._strikes = 0
             return False
         scale = max(drop, self.ratio * 6 * 1.4826 * statistics.median(self._residuals))

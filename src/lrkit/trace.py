@@ -3,7 +3,8 @@
 Every part of lrkit produces or consumes a Trace: the range test records one, log readers build one,
 the guard appends to one, ``suggest`` and ``diagnose`` read one, plots draw one. A Trace is
 immutable and NumPy-backed; ``TraceBuilder`` collects one step at a time and freezes it.
-Missing values (a step without validation) are NaN.
+Missing values (a step without validation, an LR the log does not give) are NaN; a learning rate
+is otherwise >= 0 and finite.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import csv
 import io
 import json
 import math
+import reprlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from numbers import Real
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -33,8 +36,39 @@ class Event:
     detail: str = ""
 
 
-def _frozen_array(values: Iterable[float] | np.ndarray, dtype: type) -> np.ndarray:
-    array = np.array(values, dtype=dtype, copy=True).reshape(-1)
+def _column(name: str, values: Iterable[float] | np.ndarray) -> np.ndarray:
+    """``values`` as a read-only 1-D array (integers for ``step``, floats otherwise).
+
+    Anything else (text, booleans, a 2-D array, a fractional step) is refused, naming the column.
+    """
+    allowed = f"{name} must be a 1-D array of numbers"
+    try:
+        array = np.asarray(values)
+    except ValueError:  # a ragged nesting
+        raise ValueError(f"{allowed}, got {reprlib.repr(values)}") from None
+    if array.ndim != 1:
+        raise ValueError(f"{allowed}, got shape {array.shape}")
+    if array.dtype.kind not in "iuf":
+        items = np.asarray(values, dtype=object).tolist()  # as given, before NumPy coerced them
+        index = next((i for i, item in enumerate(items) if not _is_number(item)), None)
+        if index is not None:
+            item = items[index]
+            raise TypeError(f"{allowed}, got {item!r} ({type(item).__name__}) at index {index}")
+    if name != "step":
+        return _frozen(np.array(array, dtype=np.float64))
+    steps = np.array(array, dtype=np.float64)
+    fractional = np.flatnonzero(~np.isfinite(steps) | (steps != np.round(steps)))
+    if len(fractional):
+        index = int(fractional[0])
+        raise ValueError(f"step must hold whole numbers, got {float(steps[index])!r} at index {index}")
+    return _frozen(np.array(array, dtype=np.int64))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
     array.setflags(write=False)
     return array
 
@@ -53,14 +87,19 @@ class Trace:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "step", _frozen_array(self.step, np.int64))
-        for name in ("lr", "loss"):
-            set_(self, name, _frozen_array(getattr(self, name), np.float64))
+        for name in ("step", "lr", "loss"):
+            set_(self, name, _column(name, getattr(self, name)))
         for name in _OPTIONAL:
             values = getattr(self, name)
             if values is not None:
-                array = _frozen_array(values, np.float64)
+                array = _column(name, values)
                 set_(self, name, None if np.isnan(array).all() else array)
+        bad_lr = np.flatnonzero((self.lr < 0) | np.isinf(self.lr))
+        if len(bad_lr):
+            index = int(bad_lr[0])
+            raise ValueError(
+                f"lr must be >= 0 and finite (NaN where unknown), got {float(self.lr[index])!r} at index {index}"
+            )
         n = len(self.step)
         for name in COLUMNS[1:]:
             values = getattr(self, name)

@@ -2,7 +2,8 @@
 
 Bad input anywhere (a click usage error, a ``ValueError``/``TypeError`` from the API, a file that
 cannot be read or written) prints ``lrkit: error: ...`` on stderr and exits 2, without a traceback.
-Set ``LRKIT_DEBUG=1`` to see the traceback.
+An error raised inside the user's own code (an ``--entry`` function, its model or loss) is theirs
+to debug: it keeps its traceback and exits 1. Set ``LRKIT_DEBUG=1`` to see every traceback.
 """
 
 from __future__ import annotations
@@ -10,9 +11,13 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import sysconfig
+import traceback
+from pathlib import Path
 
 import click
 
+import lrkit
 from lrkit import __version__
 
 # command name -> module that defines a click command named ``command``
@@ -59,10 +64,36 @@ def main(argv: list[str] | None = None) -> int:
     except (click.Abort, KeyboardInterrupt):
         print("lrkit: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, OSError) as error:
+    except Exception as error:
         if os.environ.get("LRKIT_DEBUG"):
             raise
-        return _fail(str(error) or type(error).__name__)
+        user_file = _user_code(error)
+        if user_file is not None:
+            traceback.print_exception(error)
+            print(f"lrkit: error: raised in your code ({user_file}): {type(error).__name__}", file=sys.stderr)
+            return 1
+        if isinstance(error, ValueError | TypeError | OSError):
+            return _fail(str(error) or type(error).__name__)
+        raise
+
+
+_LIBRARY_ROOTS = tuple(
+    Path(path).resolve()
+    for path in {Path(lrkit.__file__).parent, *(sysconfig.get_paths()[key] for key in ("stdlib", "purelib", "platlib"))}
+)
+
+
+def _user_code(error: BaseException) -> str | None:
+    """The deepest file of the traceback outside lrkit, the standard library and installed
+    packages (the user's own code), or None when the error never passed through such a file."""
+    found = None
+    for frame in traceback.extract_tb(error.__traceback__):
+        if frame.filename.startswith("<"):
+            continue
+        path = Path(frame.filename).resolve()
+        if not any(path.is_relative_to(root) for root in _LIBRARY_ROOTS):
+            found = f"{frame.filename}, line {frame.lineno}"
+    return found
 
 
 def _fail(message: str, code: int = 2) -> int:

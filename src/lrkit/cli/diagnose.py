@@ -6,6 +6,7 @@ import json
 
 import click
 
+from lrkit.cli.output import figure_file
 from lrkit.diagnosis import diagnose
 from lrkit.logs import FORMATS, read_log
 
@@ -17,7 +18,7 @@ from lrkit.logs import FORMATS, read_log
     "--plot",
     "plot_path",
     type=click.Path(dir_okay=False, path_type=str),
-    help="Write the figure to this PNG.",
+    help="Write the figure to this image (.png, .pdf, .svg, ...).",
 )
 @click.option(
     "--format",
@@ -40,6 +41,8 @@ def command(
     val_column: str | None,
 ) -> None:
     """Diagnose the learning rate from a training log (CSV, JSON lines, TensorBoard, Lightning)."""
+    if plot_path:
+        figure_file(plot_path)
     trace = read_log(
         logfile,
         format=log_format,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from lrkit.cli.entry import load_function
 from lrkit.cli.output import writable_folder
 from lrkit.report import write_report
 from lrkit.torch.finder import FinderResult, find_lr, find_task_lr
@@ -16,19 +16,9 @@ from lrkit.torch.finder import FinderResult, find_lr, find_task_lr
 
 def load_entry(spec: str) -> tuple[Any, Any, Any, Any]:
     """Call ``module:function`` and return its (model, optimizer, loss_fn, train_loader)."""
-    module_name, _, function_name = spec.partition(":")
-    if not module_name or not function_name:
-        raise ValueError(f"--entry must look like module:function, got {spec!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ValueError(f"--entry {spec!r}: cannot import {module_name!r} ({error})") from None
-    function = getattr(module, function_name, None)
-    if not callable(function):
-        raise ValueError(f"--entry {spec!r}: {module_name} has no function {function_name!r}")
-    made = function()
+    made = load_function(spec)()
     if not isinstance(made, tuple | list) or len(made) != 4:
-        raise ValueError(
+        raise click.UsageError(
             f"--entry {spec!r} must return (model, optimizer, loss_fn, train_loader), got {type(made).__name__}"
         )
     return tuple(made)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from lrkit.cli.output import writable_file
 from lrkit.logs import read_log
 from lrkit.trace import Trace
 
@@ -43,6 +44,7 @@ def command(
     """
     from lrkit.report import write_report
 
+    writable_file(out, "--out")
     runs = [_read(path) for path in traces]
     found = [trace for trace in runs if trace.meta.get("kind") == "range_test"]
     if finder is not None:

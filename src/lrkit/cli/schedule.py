@@ -9,6 +9,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from lrkit.cli.output import figure_file, writable_file
 from lrkit.files import atomic_write_text
 from lrkit.schedules import parse, phase_starts
 
@@ -16,11 +17,15 @@ from lrkit.schedules import parse, phase_starts
 @click.command()
 @click.argument("spec")
 @click.option("--steps", type=click.IntRange(min=1), required=True, help="How many steps to evaluate (0 .. N-1).")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the curve as a PNG.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the curve as an image (.png, .pdf, .svg, ...).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Write step,lr rows.")
 def command(spec: str, steps: int, plot_path: Path | None, csv_path: Path | None) -> None:
     """Show the schedule SPEC, e.g. 'warmup(500) >> cosine(peak=3e-4, steps=9500)'."""
     schedule = parse(spec)
+    if csv_path is not None:
+        writable_file(csv_path, "--csv")
+    if plot_path is not None:
+        figure_file(plot_path)
     grid = np.arange(steps)
     lrs = schedule(grid)
     console = Console()

@@ -7,14 +7,13 @@ command again resumes it, and the same command on many machines with one Postgre
 
 from __future__ import annotations
 
-import importlib
 import math
-import os
-import sys
+from pathlib import Path
 
 import click
 
-from lrkit.cli.output import writable_folder
+from lrkit.cli.entry import load_function
+from lrkit.cli.output import writable_file, writable_folder
 
 PRUNER_CHOICES = ("hyperband", "successive_halving", "median", "none")
 
@@ -63,7 +62,13 @@ def command(
 
     if (task is None) == (entry is None):
         raise click.UsageError("give exactly one of --task NAME or --entry module:function")
-    objective = TaskObjective(task, seed=seed) if task else load_entry(entry)
+    objective = TaskObjective(task, seed=seed) if task else load_function(entry)
+    missing = [option for option, value in (("--min-lr", min_lr), ("--max-lr", max_lr)) if value is None]
+    if entry and missing:
+        raise click.UsageError(
+            f"--entry {entry!r} needs --min-lr and --max-lr (only a built-in --task has its own range), "
+            f"missing {' and '.join(missing)}"
+        )
     folder = writable_folder(out)
     plan = make_plan(
         objective, min_lr=min_lr, max_lr=max_lr, n_trials=trials, sampler=sampler,
@@ -72,6 +77,8 @@ def command(
         prior_lr=None, heartbeat_seconds=heartbeat, schedules=_listed(schedules, str, "--schedules"),
         warmup_steps=_listed(warmup_steps, int, "--warmup-steps"),
     )
+    if storage and plan.spec.kind == "journal":
+        writable_file(Path(storage).expanduser(), "--storage")
     open_study(plan)  # fails fast (masked) on a storage it cannot reach or a mismatched study
     click.echo(
         f"study {plan.study!r} in {plan.spec.shown}: lr {plan.min_lr:.3g}..{plan.max_lr:.3g}, "
@@ -90,23 +97,6 @@ def command(
         click.echo(f"browse it: optuna-dashboard {plan.spec.target}")
     else:
         click.echo(f"browse it: optuna-dashboard {mask_url(with_driver(plan.spec.target))} (with your password)")
-
-
-def load_entry(entry: str):
-    """The function named by ``module:function`` (the current folder is importable)."""
-    module_name, _, name = entry.partition(":")
-    if not module_name or not name:
-        raise click.UsageError(f"--entry must look like module:function, got {entry!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise click.UsageError(f"--entry {entry!r}: cannot import {module_name!r}: {error}") from None
-    function = getattr(module, name, None)
-    if not callable(function):
-        raise click.UsageError(f"--entry {entry!r}: {module_name} has no function {name!r}")
-    return function
 
 
 def _listed(text: str | None, kind: type, option: str) -> list | None:

@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # lrkit draws files, never windows
 import numpy as np  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from lrkit.files import atomic_path  # noqa: E402
@@ -26,11 +27,24 @@ def new_axes(ax: Axes | None = None, *, size: tuple[float, float] = (8, 4.5)) ->
     return figure, ax
 
 
+def figure_format(path: str | Path) -> str:
+    """The image format ``path``'s extension names (``png``, ``pdf``, ``svg``, ...), checked against
+    what matplotlib can write."""
+    suffix = Path(path).suffix.lower()
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if suffix[1:] not in formats:
+        allowed = ", ".join(f".{name}" for name in sorted(formats))
+        got = repr(suffix) if suffix else "no extension"
+        raise ValueError(f"{str(path)!r}: the extension must name an image format ({allowed}), got {got}")
+    return suffix[1:]
+
+
 def save_figure(figure: Figure, path: str | Path, *, dpi: int = 120) -> Path:
-    """Write ``figure`` as a PNG atomically and close it."""
+    """Write ``figure`` atomically in the format its extension names (PNG, PDF, SVG, ...) and close it."""
     path = Path(path)
+    kind = figure_format(path)
     with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=dpi)
+        figure.savefig(tmp, format=kind, dpi=dpi)
     plt.close(figure)
     return path
 

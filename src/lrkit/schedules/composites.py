@@ -3,6 +3,10 @@ combination of the elementary kinds, so their values and specs are those of the 
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
 from lrkit import checks
 from lrkit.schedules.base import Schedule
 from lrkit.schedules.combinators import Warmup
@@ -11,21 +15,41 @@ from lrkit.schedules.kinds import Constant, Cosine, Exponential, Linear, OneMinu
 COOLDOWNS = ("linear", "cosine", "1-sqrt")
 ANNEALS = ("cosine", "linear")
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _recipe(build: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Prefix every argument error of a recipe with its name, as the kinds prefix theirs: a bad
+    argument may only surface in a part (``cosine: ...``), which alone would not say which call."""
+
+    @functools.wraps(build)
+    def checked(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return build(*args, **kwargs)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"{build.__name__}: {error}") from None
+
+    return checked
+
 
 def _warmup_within(warmup_steps: int, steps: int) -> None:
     if warmup_steps >= steps:
         raise ValueError(f"warmup_steps must be < steps, got warmup_steps={warmup_steps} >= steps={steps}")
 
 
+@_recipe
 def step_decay(peak: float, decay_steps: int, decay_ratio: float = 0.1) -> Schedule:
     """Multiply by ``decay_ratio`` every ``decay_steps`` steps (PyTorch's StepLR): staircase exponential."""
     return Exponential(peak=peak, decay_ratio=decay_ratio, decay_steps=decay_steps, staircase=True)
 
 
+@_recipe
 def warmup_cosine(
     peak: float, steps: int, warmup_steps: int, end: float = 0.0, start_ratio: float = 0.0
 ) -> Schedule:
     """Linear warmup to ``peak`` over ``warmup_steps``, then cosine to ``end`` at step ``steps``."""
+    peak = checks.positive("peak", peak)
     steps = checks.integer("steps", steps, minimum=2)
     warmup_steps = checks.integer("warmup_steps", warmup_steps, minimum=1)
     _warmup_within(warmup_steps, steps)
@@ -40,6 +64,7 @@ def _cooldown(kind: str, peak: float, steps: int, end: float) -> Schedule:
     return OneMinusSqrt(peak=peak, steps=steps, end=end)
 
 
+@_recipe
 def wsd(
     peak: float,
     steps: int,
@@ -51,6 +76,7 @@ def wsd(
 ) -> Schedule:
     """Warmup-stable-decay: linear warmup from ``start_ratio * peak``, ``peak`` held, then a ``cooldown``
     to ``end`` in the last ``decay_steps`` of ``steps`` (linear, cosine or 1-sqrt)."""
+    peak = checks.positive("peak", peak)
     steps = checks.integer("steps", steps, minimum=2)
     warmup_steps = checks.integer("warmup_steps", warmup_steps, minimum=0)
     decay_steps = checks.integer("decay_steps", decay_steps, minimum=1)
@@ -58,7 +84,7 @@ def wsd(
     stable_steps = steps - warmup_steps - decay_steps
     if stable_steps < 0:
         raise ValueError(
-            f"warmup_steps + decay_steps must be <= steps, got {warmup_steps} + {decay_steps} > {steps}"
+            f"warmup_steps + decay_steps must be <= steps={steps}, got {warmup_steps} + {decay_steps}"
         )
     phases: list[Schedule] = [Warmup(warmup_steps, start_ratio=start_ratio)] if warmup_steps else []
     if stable_steps:
@@ -70,6 +96,7 @@ def wsd(
     return schedule
 
 
+@_recipe
 def one_cycle(
     peak: float,
     steps: int,
@@ -111,6 +138,7 @@ def one_cycle(
     return rise >> fall
 
 
+@_recipe
 def adam_warmup(beta2: float = 0.999, start_ratio: float = 0.0) -> Warmup:
     """The "untuned" linear warmup for Adam (Ma & Yarats 2021): ``2 / (1 - beta2)`` steps."""
     beta2 = checks.in_range("beta2", beta2, 0, 1, low_open=True, high_open=True)

@@ -18,6 +18,7 @@ import copy
 import logging
 import math
 from dataclasses import dataclass
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from torch import nn
 from lrkit import checks
 from lrkit.diagnosis import diagnose
 from lrkit.spikes import Baseline, SpikeRule, SpikeState, Verdict
+from lrkit.torch.scheduler import ScheduleLR
 from lrkit.torch.snapshot import Snapshot
 from lrkit.trace import Trace, TraceBuilder
 
@@ -124,9 +126,10 @@ class Guard:
         Returns whether the step was applied. Call after ``loss.backward()``, instead of
         ``optimizer.step()`` and ``scheduler.step()``.
         """
+        loss_value = _number("loss", loss)  # before the scaler unscales: a refused loss changes nothing
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        if not self.judge(loss, self.grad_norm()):
+        if not self.judge(loss_value, self.grad_norm()):
             if self.scaler is not None:
                 self.scaler.update()
             return False
@@ -145,7 +148,7 @@ class Guard:
 
         The best weights are kept as a snapshot and restored when this returns True.
         """
-        val_loss = float(val_loss)
+        val_loss = _number("val_loss", val_loss)
         if len(self.record):
             self.record.set_val_loss(val_loss)
         if math.isfinite(val_loss) and val_loss < self.best_val_loss - self.min_delta:
@@ -210,7 +213,7 @@ class Guard:
         When this returns False the gradients have been cleared (``None``), so an optimizer step
         that runs anyway changes nothing; on a spike the last good snapshot is already restored.
         """
-        loss_value = loss.item() if isinstance(loss, torch.Tensor) else float(loss)
+        loss_value = _number("loss", loss)
         step, self.steps = self.steps, self.steps + 1
         self.record.add(step, self._lr(), loss_value, grad_norm=grad_norm)
         if self._skip_left:
@@ -342,11 +345,48 @@ class Guard:
         logger.log(level, "step %d: %s: %s", step, kind, detail)
 
 
+def _number(name: str, value: object) -> float:
+    """A loss as a float: a real number or a one-element tensor (NaN and infinity are losses too)."""
+    allowed = f"{name} must be a number or a one-element tensor"
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{allowed}, got a tensor of shape {tuple(value.shape)}")
+        if value.dtype == torch.bool or value.is_complex():
+            raise TypeError(f"{allowed}, got a tensor of dtype {value.dtype}")
+        return float(value.item())
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{allowed}, got {value!r} ({type(value).__name__})")
+    return float(value)
+
+
 def _scale_lrs(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) -> None:
-    """Multiply every group's LR, and the base LRs a scheduler computes from, by ``factor``."""
+    """Multiply every group's LR, and every LR an attached scheduler computes from, by ``factor``.
+
+    Covers lrkit's ScheduleLR (its ``scale``), torch's ``base_lrs`` schedulers, CyclicLR's
+    ``max_lrs``, OneCycleLR's per-group ``max_lr``/``min_lr`` and the schedulers inside
+    SequentialLR and ChainedScheduler, so any of them continues its shape at the lower level.
+    """
+    if isinstance(scheduler, ScheduleLR):
+        scheduler.scale(factor)
+        return
     for group in optimizer.param_groups:
-        group["lr"] = group["lr"] * factor
-        if "initial_lr" in group:
-            group["initial_lr"] = group["initial_lr"] * factor
-    if scheduler is not None and hasattr(scheduler, "base_lrs"):
-        scheduler.base_lrs = [lr * factor for lr in scheduler.base_lrs]
+        for key in ("lr", "initial_lr", "max_lr", "min_lr"):
+            value = group.get(key)
+            if isinstance(value, torch.Tensor):
+                value.mul_(factor)  # a tensor LR (fused, capturable) is updated where it is
+            elif isinstance(value, int | float):
+                group[key] = value * factor
+    for inner in _schedulers(scheduler):
+        for name in ("base_lrs", "max_lrs"):
+            if isinstance(getattr(inner, name, None), list):
+                setattr(inner, name, [lr * factor for lr in getattr(inner, name)])
+
+
+def _schedulers(scheduler: Any) -> list[Any]:
+    """The scheduler and, for SequentialLR and ChainedScheduler, every scheduler inside it."""
+    if scheduler is None:
+        return []
+    found = [scheduler]
+    for inner in getattr(scheduler, "_schedulers", ()):
+        found += _schedulers(inner)
+    return found

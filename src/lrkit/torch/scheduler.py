@@ -95,6 +95,15 @@ class ScheduleLR(LRScheduler):
         self.last_epoch += 1
         self._apply()
 
+    def scale(self, factor: float) -> None:
+        """Multiply every group's LR, from now on, by ``factor`` (kept in ``state_dict``): how the guard
+        cuts a rate that proved too high without breaking the schedule's shape."""
+        if not (isinstance(factor, int | float) and not isinstance(factor, bool) and factor > 0 and np.isfinite(factor)):
+            raise ValueError(f"factor must be a finite number > 0, got {factor!r}")
+        self.ratios = [ratio * factor for ratio in self.ratios]
+        self.base_lrs = [lr * factor for lr in self.base_lrs]
+        self._apply()
+
     def report(self, metric: float) -> float:
         """Feed the plateau controller one evaluation; a cut takes effect immediately. Returns its ratio."""
         if self.plateau is None:

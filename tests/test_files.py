@@ -1,0 +1,57 @@
+"""Atomic writes: the whole new file or the old one, with the mode ``open()`` would have given."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from lrkit.files import atomic_write, atomic_write_text
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test, and put the old one back after it."""
+    old = os.umask(0o022)
+    try:
+        yield os.umask
+    finally:
+        os.umask(old)
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize(("mask", "expected"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)], ids=oct)
+def test_a_new_file_gets_0o666_less_the_umask(tmp_path, umask, mask, expected):
+    umask(mask)
+    path = atomic_write_text(tmp_path / "new" / "out.csv", "a,b\n")
+    assert path.read_text() == "a,b\n"
+    assert mode(path) == expected
+
+
+@pytest.mark.parametrize("existing", [0o640, 0o755, 0o444], ids=oct)
+def test_a_replaced_file_keeps_its_mode(tmp_path, umask, existing):
+    umask(0o022)
+    path = tmp_path / "out.csv"
+    path.write_text("old\n")
+    path.chmod(existing)
+    atomic_write_text(path, "new\n")
+    assert path.read_text() == "new\n"
+    assert mode(path) == existing
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp_file(tmp_path):
+    path = tmp_path / "out.csv"
+    path.write_text("old\n")
+
+    def fail(handle):
+        handle.write(b"half")
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        atomic_write(path, fail)
+    assert path.read_text() == "old\n"
+    assert [child.name for child in tmp_path.iterdir()] == ["out.csv"]
