@@ -2,6 +2,7 @@
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -601,3 +602,12 @@ def test_the_healthy_reason_says_when_half_the_fall_came_relative_to_the_warmup(
     assert "half of it during the warmup" in during.reasons[0]
     assert "of the run after the warmup" in after.reasons[0]
     assert "of the run," in plain.reasons[0] and "warmup" not in plain.reasons[0]
+
+
+@pytest.mark.parametrize("level", [0.0, 3.0, -2.0])
+def test_a_perfectly_flat_loss_is_a_plateau_without_numeric_warnings(level):
+    trace = Trace(step=np.arange(100), lr=np.full(100, 1e-3), loss=np.full(100, level))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no 0 * inf on a curve with no noise at all
+        result = diagnose(trace)
+    assert result.verdict == "plateau" and result.lr_factor > 1

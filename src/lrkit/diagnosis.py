@@ -425,7 +425,7 @@ def _trend(
     reached = float(np.interp(window_end, t, line))
     raw = t_raw[(t_raw >= window_end * (1 - _LATE)) & (t_raw <= window_end)]
     error = sigma / math.sqrt(max(float(np.sum((raw - raw.mean()) ** 2)), 1e-300))
-    trend_z = -slope / error if error > 0 else math.inf * -np.sign(slope)
+    trend_z = -slope / error if error > 0 else _signed_infinity(-slope)
     return -slope * window_end / max(start - reached, sigma, _tiny(start)), float(trend_z)
 
 
@@ -469,7 +469,7 @@ def _decay_measures(
     fallen = slope * at_decay + intercept - end
     return {
         "lr_trend": float(-slope / unit),
-        "lr_trend_z": float(-slope / error) if error > 0 else math.inf * -float(np.sign(slope)),
+        "lr_trend_z": float(-slope / error) if error > 0 else _signed_infinity(-slope),
         "decay_gain": float(fallen / predicted) if predicted > 0 else math.nan,
     }
 
@@ -517,7 +517,7 @@ def _val_measures(trace: Trace, window_end: float, unit: float) -> dict[str, flo
     u = np.log(t[late])
     slope = float(np.polyfit(u, values[late], 1)[0])
     spread = math.sqrt(float(np.sum((u - u.mean()) ** 2)))
-    z = -slope * spread / noise if noise > 0 else math.inf * -np.sign(slope)
+    z = -slope * spread / noise if noise > 0 else _signed_infinity(-slope)
     return {"val_trend": -slope / unit, "val_trend_z": float(z)}
 
 
@@ -529,6 +529,11 @@ def _val_late_rise(val: np.ndarray | None) -> float:
         return math.nan
     progress = values[0] - values.min()
     return float((values[-1] - values.min()) / progress) if progress > 0 else math.nan
+
+
+def _signed_infinity(value: float) -> float:
+    """A z-score with no noise to measure against: infinite in the direction of ``value`` (0 if none)."""
+    return 0.0 if value == 0 else math.copysign(math.inf, value)
 
 
 # --- judging --------------------------------------------------------------------------------------

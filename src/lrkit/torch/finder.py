@@ -71,7 +71,8 @@ class FinderResult:
         return self.suggestion.reason
 
     def plot(self, ax: Any = None, *, path: str | Path | None = None) -> Any:
-        """Loss against LR (log x) with the suggestion and range marked; ``path`` also saves a PNG.
+        """Loss against LR (log x) with the suggestion and range marked; ``path`` also saves it, in the
+        format its extension names.
 
         Under torch.distributed only rank 0 draws; other ranks return ``None``.
         """
