@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from lrkit.cli.app import main
-from lrkit.demo import count_spikes, run_demo
+from lrkit.demo import count_spikes, demo_lrs, run_demo
+from lrkit.tasks import get_task
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,16 @@ def test_same_seed_starts_every_rate_from_the_same_loss(demo):
     first_losses = {row.result.trace.loss[0] for row in demo.rows}
     assert len(first_losses) == 1
     assert demo.target_loss == pytest.approx(0.1 * first_losses.pop())
+
+
+def test_default_rates_follow_the_task_so_each_role_behaves_as_named():
+    task = get_task("teacher-student")
+    assert demo_lrs(task) == (task.default_lr * 1000, task.default_lr / 100, task.default_lr)
+    assert demo_lrs("digits-mlp") == (1.0, 1e-5, 1e-3)  # the bundled demo's rates
+    result = run_demo(task, seed=0)
+    assert [(row.role, row.lr) for row in result.rows] == list(zip(["too high", "too low", "chosen"], demo_lrs(task), strict=True))
+    assert [row.behaviour for row in result.rows] == ["oscillated", "barely moved", "converged"]
+    assert result.notes == []
 
 
 def test_demo_says_so_when_a_rate_does_not_behave_as_its_role():
@@ -78,6 +89,8 @@ def test_cli_writes_table_png_and_csv(tmp_path, capsys):
         (["--lrs", "1,-3"], "every learning rate must be a finite number > 0"),
         (["--lrs", "fast"], "is not a comma-separated list of numbers"),
         (["--seed", "x"], "'x' is not a valid integer"),
+        (["--seed", "99999999999999999999"], "--seed"),
+        (["--seed", "-1"], "--seed"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):

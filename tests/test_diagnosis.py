@@ -470,6 +470,12 @@ def test_a_fast_first_fall_counts_from_the_first_loss():
     assert evidence.progress > 1.8
 
 
+def test_a_fall_made_within_the_first_steps_is_not_said_to_take_0_percent():
+    result = diagnose(make(lambda t: 2.0 * np.exp(-t / 0.001), noise=0.01, floor=0.1))
+    assert result.evidence.half_time < 0.005
+    assert "half of it within the first 1% of the run" in " ".join(result.reasons), str(result)
+
+
 def test_a_loss_that_climbs_back_mid_run_is_too_high():
     def bump(t):
         return decay(12)(t) + 1.0 * np.exp(-(((t - 0.45) / 0.06) ** 2))  # half the progress back

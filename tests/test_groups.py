@@ -88,6 +88,70 @@ def test_minilm_with_a_new_head_and_a_frozen_embedding(minilm):
     assert max(group["depth"] for group in groups) == 7  # layer 0 is now the lowest
 
 
+class Tagger(nn.Module):
+    """Embeddings, a stack of blocks, a final norm and a classifier, as in BERT or Llama."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, 4)
+        self.layers = nn.ModuleList(nn.Linear(4, 4) for _ in range(3))
+        self.norm = nn.LayerNorm(4)
+        self.classifier = nn.Linear(4, 2)
+
+
+def test_freezing_the_body_moves_no_depth_and_keeps_the_final_norm_in_the_head():
+    model = Tagger()
+    unfrozen = lrkit.param_groups(model, 1e-3, layer_decay=0.5)
+    model.embed.requires_grad_(False)
+    model.layers.requires_grad_(False)
+    frozen = lrkit.param_groups(model, 1e-3, layer_decay=0.5)
+
+    def placed(groups):
+        return {
+            id(param): (group["depth"], group["lr"])
+            for group in groups
+            for param in group["params"]
+        }
+
+    head = list(model.norm.parameters()) + list(model.classifier.parameters())
+    assert {id(param) for param in head} == set(placed(frozen))  # the head only
+    assert placed(frozen) == {id(param): placed(unfrozen)[id(param)] for param in head}
+    assert {group["depth"] for group in frozen} == {0}
+    assert {group["lr"] for group in frozen} == {1e-3}
+
+    # patterns need only name the trained parameters, and must name one
+    custom = lrkit.param_groups(model, 1e-3, depths={"norm.*": 0, "classifier.*": 0})
+    assert {group["depth"] for group in custom} == {0}
+    with pytest.raises(ValueError, match="head pattern 'layers.0.\\*' matches no trainable"):
+        lrkit.param_groups(model, 1e-3, head="layers.0.*")
+
+
+def test_every_bias_and_1d_parameter_gets_no_weight_decay():
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = nn.TransformerEncoderLayer(8, 2, 16)  # in_proj_bias, in_proj_weight
+            self.scale = nn.Parameter(torch.ones(8))  # a 1-D layer scale, as in ConvNeXt
+            self.norm = nn.LayerNorm((2, 8))  # normalizes two dimensions: its weight is 2-D
+
+    model = Block()
+    groups = lrkit.param_groups(model, 1e-3, weight_decay=0.1)
+    names = {id(param): name for name, param in model.named_parameters()}
+    decayed = {
+        names[id(param)]
+        for group in groups
+        if group["weight_decay"] == 0.1
+        for param in group["params"]
+    }
+    assert decayed == {
+        "encoder.self_attn.in_proj_weight",
+        "encoder.self_attn.out_proj.weight",
+        "encoder.linear1.weight",
+        "encoder.linear2.weight",
+    }
+    assert all(group["weight_decay"] in (0.0, 0.1) for group in groups)
+
+
 @given(
     lr=st.floats(1e-6, 1.0),
     layer_decay=st.floats(0.01, 1.0),
@@ -227,6 +291,11 @@ def test_describe_groups_reads_an_optimizer_and_plain_groups():
             "no_decay pattern 'norm\\*' matches no trainable",
         ),
         ({"no_decay": [3]}, TypeError, "no_decay patterns must be strings, got 3"),
+        (
+            {"head": 2},
+            TypeError,
+            r"head must be a name pattern or a list of them, got 2 \(int\)",
+        ),
     ],
 )
 def test_bad_input_is_a_clear_error(kwargs, error, message):
@@ -242,6 +311,8 @@ def test_a_model_with_nothing_to_train_is_an_error():
     frozen = nn.Linear(2, 2).requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
         lrkit.param_groups(frozen, 1e-3)
+    with pytest.raises(ValueError, match=r"model has no parameters \(ReLU holds none\)"):
+        lrkit.param_groups(nn.ReLU(), 1e-3)
 
 
 def digits_setup(seed=0):

@@ -209,3 +209,15 @@ def test_bad_monitor_is_refused():
         LightningGuard(monitor=3)
     with pytest.raises(TypeError, match="monitor must be a metric name"):
         HFGuard(monitor=None)
+
+
+@pytest.mark.parametrize("callback", [LightningGuard, HFGuard], ids=["lightning", "hf"])
+def test_callback_options_are_checked_when_the_callback_is_made(callback):
+    # not when fit starts, after the model and data are set up
+    with pytest.raises(TypeError, match=r"unknown Guard option\(s\) patiance; the options are rule, snapshot_every"):
+        callback(patiance=3)
+    with pytest.raises(TypeError, match=r"unknown Guard option\(s\) scheduler"):  # the framework's own
+        callback(scheduler=None)
+    with pytest.raises(ValueError, match=r"lr_factor must be in \(0, 1\), got -1"):
+        callback(lr_factor=-1)
+    assert callback(patience=3, watch_every=20).options == {"patience": 3, "watch_every": 20}

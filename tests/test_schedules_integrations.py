@@ -82,3 +82,10 @@ def test_keras_optimizer_follows_the_schedule():
         seen.append(float(optimizer.learning_rate))
         optimizer.apply_gradients([(keras.ops.ones(1), weight)])
     np.testing.assert_allclose(seen, schedule(np.arange(6)), rtol=FLOAT32)
+
+
+@pytest.mark.parametrize("adapter", [optax_schedule, KerasSchedule], ids=["optax", "keras"])
+def test_a_warmup_with_nothing_after_it_is_refused_when_the_adapter_is_built(adapter):
+    # not at the first evaluation, deep inside a jit or fit
+    with pytest.raises(ValueError, match=r"warmup\(10\) rises to the phase after it, but nothing follows it"):
+        adapter("warmup(10)")

@@ -5,8 +5,9 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
-from lrkit import parse_schedule
+from lrkit import ScheduleLR, parse_schedule
 from lrkit import schedules as S
 
 
@@ -161,3 +162,34 @@ def test_a_warmup_needs_a_phase_after_it():
         S.warmup(10)(3)
     with pytest.raises(ValueError, match="rises to the phase after it"):
         (S.constant(1.0, steps=5) >> S.warmup(10))(3)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("warmup(10)", "warmup(10) rises to the phase after it, but nothing follows it; write it in front"),
+        ("cosine(1e-3, 100) >> warmup(10)", "but nothing follows it in cosine(peak=0.001, steps=100) >> warmup(10)"),
+        ("scale(warmup(10), 0.5)", "warmup(10) rises to the phase after it, but nothing follows it;"),
+        ("clip(constant(1e-3, steps=5) >> warmup(5), max_lr=1)", "nothing follows it in constant(0.001, steps=5) >> warmup(5)"),
+    ],
+)
+def test_a_warmup_with_nothing_to_rise_to_is_refused_when_parsed(spec, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        S.parse(spec)
+
+
+
+def test_schedule_objects_and_the_torch_adapter_are_checked_the_same_way():
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    for schedule in (S.Warmup(10), S.Constant(1e-3, steps=5) >> S.Warmup(3)):
+        with pytest.raises(ValueError, match="rises to the phase after it, but nothing follows it"):
+            S.parse(schedule)
+        with pytest.raises(ValueError, match="rises to the phase after it, but nothing follows it"):
+            ScheduleLR(optimizer, schedule)
+
+
+def test_a_warmup_followed_by_a_phase_anywhere_is_complete():
+    for spec in ("warmup(10) >> cosine(1e-3, 100)", "scale(warmup(10) >> constant(1e-3), 0.5)",
+                 "constant(1e-3, steps=5) >> warmup(10) >> linear(1e-3, 0, 50)"):
+        schedule = S.parse(spec)
+        assert np.all(np.isfinite(schedule(np.arange(200))))

@@ -19,7 +19,15 @@ from lrkit import checks
 from lrkit.cost import steps_to_target
 from lrkit.tasks import Task, TrainResult, get_task, train
 
-TOO_HIGH, TOO_LOW, CHOSEN = 1.0, 1e-5, 1e-3
+# The demo's rates, as multiples of the task's rule-of-thumb LR: for digits-mlp (Adam, 1e-3) they
+# are 1.0, 1e-5 and 1e-3.
+TOO_HIGH_FACTOR, TOO_LOW_DIVISOR = 1000.0, 100.0
+
+
+def demo_lrs(task: Task | str) -> tuple[float, float, float]:
+    """Too high, too low and chosen for ``task``: its default LR times 1000, divided by 100, as is."""
+    task = get_task(task) if isinstance(task, str) else task
+    return task.default_lr * TOO_HIGH_FACTOR, task.default_lr / TOO_LOW_DIVISOR, task.default_lr
 SPIKE_WINDOW = 20  # steps of history a spike is judged against
 
 
@@ -109,7 +117,7 @@ def expectations(rows: Sequence[DemoRow]) -> list[str]:
 
 def run_demo(
     task: Task | str = "digits-mlp",
-    lrs: Sequence[float] = (TOO_HIGH, TOO_LOW, CHOSEN),
+    lrs: Sequence[float] | None = None,
     *,
     seed: int = 0,
     roles: Sequence[str] | None = None,
@@ -117,7 +125,8 @@ def run_demo(
     target_ratio: float = 0.1,
     on_step: Callable[[int, int, float], None] | None = None,
 ) -> DemoResult:
-    """Train ``task`` at each of ``lrs`` with the same seed and data, and measure each run.
+    """Train ``task`` at each of ``lrs`` (by default ``demo_lrs(task)``) with the same seed and
+    data, and measure each run.
 
     With ``find``, an LR range test (10% of one run's steps) picks one more rate, trained as the
     "found" row. The target loss is ``target_ratio`` times the initial training loss.
@@ -125,7 +134,7 @@ def run_demo(
     "chosen" for three rates.
     """
     task = get_task(task) if isinstance(task, str) else task
-    lrs = [checks.positive("lrs", lr) for lr in lrs]
+    lrs = [checks.positive("lrs", lr) for lr in (demo_lrs(task) if lrs is None else lrs)]
     if not lrs:
         raise ValueError("lrs must name at least one learning rate, got none")
     seed = checks.integer("seed", seed)

@@ -9,7 +9,7 @@ mapping from name pattern to depth given by the user.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
@@ -37,6 +37,7 @@ def assign_depths(
     *,
     depths: Mapping[str, int] | None = None,
     head: str | Sequence[str] | None = None,
+    frozen: Collection[str] = (),
 ) -> LayerDepths:
     """Depth of each parameter name (in registration order), 0 for the head.
 
@@ -45,17 +46,28 @@ def assign_depths(
     what comes after the last block (pooler, classifier, final norm) is the head. Without a stack,
     each top-level block is a layer and the last one is the head. ``depths`` maps glob patterns
     (``fnmatch``, first match wins) to depths instead. ``head`` names the head's parameters by
-    pattern; the rest are ranked below it.
+    pattern; the rest are ranked below it. ``frozen`` names (parameters left out of training) get
+    no depth, but still count for the structure, so freezing the body does not move the head;
+    patterns must match, and ``depths`` must cover, the names not frozen.
     """
     names = list(names)
     if not names:
         raise ValueError("names must hold at least one parameter name, got none")
+    trained = [name for name in names if name not in frozen]
+    if not trained:
+        raise ValueError(f"frozen must leave at least one of names, got all {len(names)} frozen")
     if depths is not None and head is not None:
         raise ValueError("give head or depths, not both: with depths, depth 0 is the head")
     if depths is not None:
-        return _from_patterns(names, depths)
+        return _from_patterns(trained, depths)
     if head is None:
-        return _automatic(names)
+        return _restricted(_automatic(names), trained)
+    matching("head", trained, head)  # each pattern must name a parameter to train
+    return _restricted(_with_head(names, head), trained)
+
+
+def _with_head(names: list[str], head: str | Sequence[str]) -> LayerDepths:
+    """Depth 0 for the names ``head`` matches, the rest ranked below it."""
     in_head = matching("head", names, head)
     rest = [name for name in names if name not in in_head]
     depth = dict.fromkeys(in_head, 0)
@@ -67,6 +79,16 @@ def assign_depths(
         labels.update({level + 1: label for level, label in below.labels.items()})
         rule = below.rule
     return LayerDepths({name: depth[name] for name in names}, labels, rule)
+
+
+def _restricted(layering: LayerDepths, names: list[str]) -> LayerDepths:
+    """The depths of ``names`` alone, as the whole model set them (no renumbering)."""
+    depth = {name: layering.depth[name] for name in names}
+    return LayerDepths(
+        depth,
+        {level: layering.labels[level] for level in sorted(set(depth.values()))},
+        layering.rule,
+    )
 
 
 def matching(argument: str, names: Sequence[str], value: str | Sequence[str]) -> set[str]:
@@ -85,6 +107,11 @@ def matching(argument: str, names: Sequence[str], value: str | Sequence[str]) ->
 
 
 def _patterns(argument: str, value: str | Sequence[str]) -> list[str]:
+    if not isinstance(value, str | Iterable):
+        raise TypeError(
+            f"{argument} must be a name pattern or a list of them, "
+            f"got {value!r} ({type(value).__name__})"
+        )
     patterns = [value] if isinstance(value, str) else list(value)
     if not patterns:
         raise ValueError(f"{argument} must hold at least one name pattern, got {value!r}")

@@ -641,7 +641,8 @@ def _judge(e: Evidence) -> tuple[str, float, list[str]]:
 def _half_when(e: Evidence) -> str:
     if e.warmup and e.half_time < 0.005:
         return "during the warmup"
-    return f"in the first {e.half_time:.0%} of the run" + (" after the warmup" if e.warmup else "")
+    when = "within the first 1%" if e.half_time < 0.005 else f"in the first {e.half_time:.0%}"
+    return f"{when} of the run" + (" after the warmup" if e.warmup else "")
 
 
 def _lr_factor(verdict: str, e: Evidence) -> float:

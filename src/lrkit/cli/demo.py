@@ -19,14 +19,16 @@ from rich.progress import (
 from rich.table import Table
 
 from lrkit.cli.output import writable_folder
-from lrkit.demo import CHOSEN, TOO_HIGH, TOO_LOW, DemoResult, run_demo
+from lrkit.demo import DemoResult, run_demo
 from lrkit.files import atomic_write_text
 from lrkit.plots import plot_traces, save_figure
 from lrkit.report import write_report
 from lrkit.tasks import get_task
 
 
-def _lr_list(ctx: click.Context, param: click.Parameter, value: str) -> list[float]:
+def _lr_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[float] | None:
+    if value is None:
+        return None
     try:
         lrs = [float(part) for part in value.split(",") if part.strip()]
     except ValueError:
@@ -38,17 +40,19 @@ def _lr_list(ctx: click.Context, param: click.Parameter, value: str) -> list[flo
 
 @click.command()
 @click.option("--task", default="digits-mlp", show_default=True, help="Built-in task (see `lrkit tasks`).")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed for weights and data order.")
+@click.option(
+    "--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1), help="Seed for weights and data order."
+)
 @click.option(
     "--lrs",
-    default=f"{TOO_HIGH:g},{TOO_LOW:g},{CHOSEN:g}",
-    show_default=True,
+    default=None,
     callback=_lr_list,
-    help="Comma-separated learning rates: too high, too low, chosen.",
+    help="Comma-separated learning rates: too high, too low, chosen "
+    "[default: the task's LR x1000, /100 and x1; 1, 1e-5, 1e-3 for digits-mlp].",
 )
 @click.option("--out", default="lrkit-demo", show_default=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--find/--no-find", default=True, show_default=True, help="Add a row at the LR a range test finds.")
-def command(task: str, seed: int, lrs: list[float], out: str, find: bool) -> None:
+def command(task: str, seed: int, lrs: list[float] | None, out: str, find: bool) -> None:
     """Train one classifier at a too-high, a too-low and a good LR, and compare the curves."""
     task_spec = get_task(task)
     folder = writable_folder(out)

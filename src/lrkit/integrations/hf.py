@@ -27,7 +27,7 @@ class GuardCallback(TrainerCallback):
         if not isinstance(monitor, str):
             raise TypeError(f"monitor must be a metric name (str), got {type(monitor).__name__}")
         self.monitor = monitor
-        self.options = options
+        self.options = Guard.check_options(options)
         self.guard: Guard | None = None
         self._losses: list[torch.Tensor] = []
         self._judged: bool | None = None

@@ -50,6 +50,26 @@ class Warmup(Schedule):
         raise ValueError(f"{self!r} rises to the phase after it; write it in front of one: {self!r} >> ...")
 
 
+def check_complete(schedule: Schedule) -> Schedule:
+    """``schedule`` itself, once it is sure to have a value at every step: a warmup anywhere in it
+    must have a phase after it to rise to (``warmup(500)`` alone, or last, has none)."""
+    phases = schedule.phases if isinstance(schedule, Sequence) else (schedule,)
+    for index, phase in enumerate(phases):
+        if isinstance(phase, Warmup):
+            if index == len(phases) - 1:
+                where = "" if phase is schedule else f" in {schedule!r}"
+                raise ValueError(
+                    f"{phase!r} rises to the phase after it, but nothing follows it{where}; "
+                    f"write it in front of one: {phase!r} >> ..."
+                )
+            continue
+        for value in vars(phase).values():
+            for inner in value if isinstance(value, tuple) else (value,):
+                if isinstance(inner, Schedule):
+                    check_complete(inner)
+    return schedule
+
+
 @dataclass(frozen=True, repr=False)
 class Sequence(Schedule):
     """Phases one after another; each restarts at its own step 0 where the previous one's length ends."""

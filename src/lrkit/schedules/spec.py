@@ -46,9 +46,13 @@ MAX_LENGTH = 10_000
 
 
 def parse(spec: str) -> Schedule:
-    """The schedule a spec string describes; ``ValueError`` says what is wrong and where."""
+    """The schedule a spec string describes; ``ValueError`` says what is wrong and where.
+
+    A Schedule passes through. Either way the result has a value at every step (a warmup with
+    nothing after it to rise to is refused here, not at the first evaluation inside a jit or fit).
+    """
     if isinstance(spec, Schedule):
-        return spec
+        return combinators.check_complete(spec)
     if not isinstance(spec, str):
         raise TypeError(f"spec must be a string, got {spec!r} ({type(spec).__name__})")
     if not spec.strip():
@@ -65,7 +69,7 @@ def parse(spec: str) -> Schedule:
     result = _node(tree.body, spec)
     if not isinstance(result, Schedule):
         raise ValueError(f"spec {spec!r} must describe a schedule, got the value {result!r}")
-    return result
+    return combinators.check_complete(result)
 
 
 def _node(node: ast.AST, spec: str) -> Any:

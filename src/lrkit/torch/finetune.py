@@ -26,9 +26,9 @@ OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
 class FinetuneAdvice:
     """The fine-tuning rate to pass as ``param_groups(model, lr, ...)``, and how it compares.
 
-    ``peak_lr`` is the fastest group's rate (the head's, unless ``head_lr_mult`` < 1);
-    ``scratch_lr`` is the range test's rate for the re-initialised model; ``scratch_ratio`` is
-    ``scratch_lr / peak_lr``. Each is ``None`` when its range test found no usable curve.
+    ``peak_lr`` is the fastest group's rate (the head's, unless ``head_lr_mult`` is below
+    ``layer_decay``); ``scratch_lr`` is the range test's rate for the re-initialised model;
+    ``scratch_ratio`` is ``scratch_lr / peak_lr``. Each is ``None`` when its range test found no usable curve.
     """
 
     lr: float | None

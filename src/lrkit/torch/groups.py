@@ -1,8 +1,8 @@
 """Param groups for fine-tuning: a learning rate per layer depth, no weight decay where it hurts.
 
 ``param_groups`` turns a model into the list of group dicts any ``torch.optim`` optimizer takes:
-the head at ``lr``, each layer below at ``lr * layer_decay**depth``, biases and normalization
-weights without weight decay, frozen parameters left out. Each group also carries ``"name"`` and
+the head at ``lr``, each layer below at ``lr * layer_decay**depth``, biases, 1-D parameters and
+normalization weights without weight decay, frozen parameters left out. Each group also carries ``"name"`` and
 ``"depth"`` for people to read; optimizers keep such keys and save them in ``state_dict``.
 """
 
@@ -34,10 +34,12 @@ def param_groups(
     """Param groups with layer-wise LR decay, ready for ``torch.optim.AdamW(groups)`` and friends.
 
     Depth 0 is the head (``lr * head_lr_mult``); a parameter at depth ``d`` gets
-    ``lr * layer_decay**d`` (``layer_decay=None`` keeps one LR). Depths are found from the names
-    (see ``lrkit.depths.assign_depths``); ``head`` names the head by glob pattern, ``depths`` maps
-    glob patterns to depths instead. Biases, normalization weights and names matching ``no_decay``
-    get ``weight_decay=0``; the others get ``weight_decay``, or the optimizer's default if ``None``.
+    ``lr * layer_decay**d`` (``layer_decay=None`` keeps one LR). Depths are found from the names of
+    all parameters, frozen ones included, so freezing moves no depth; frozen parameters are then
+    left out (see ``lrkit.depths.assign_depths``). ``head`` names the head by glob pattern,
+    ``depths`` maps glob patterns to depths instead. Biases (names ending in ``bias``), 1-D
+    parameters, parameters of normalization modules and names matching ``no_decay`` get
+    ``weight_decay=0``; the others get ``weight_decay``, or the optimizer's default if ``None``.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -48,12 +50,20 @@ def param_groups(
     if weight_decay is not None:
         weight_decay = checks.non_negative("weight_decay", weight_decay)
 
-    named = [(name, param) for name, param in model.named_parameters() if param.requires_grad]
+    everything = list(model.named_parameters())
+    if not everything:
+        raise ValueError(f"model has no parameters ({type(model).__name__} holds none)")
+    named = [(name, param) for name, param in everything if param.requires_grad]
     if not named:
         raise ValueError("model has no trainable parameters (every one has requires_grad=False)")
-    names = [name for name, _ in named]
-    layering = assign_depths(names, depths=depths, head=head)
-    undecayed = _undecayed(model, names, no_decay)
+    # depths follow the whole model, so freezing part of it moves no other part (as in timm)
+    layering = assign_depths(
+        [name for name, _ in everything],
+        depths=depths,
+        head=head,
+        frozen={name for name, param in everything if not param.requires_grad},
+    )
+    undecayed = _undecayed(model, named, no_decay)
 
     groups: dict[tuple[int, bool], dict[str, Any]] = {}
     for name, param in named:
@@ -71,22 +81,31 @@ def param_groups(
             group["depth"] = depth
             groups[key] = group
         groups[key]["params"].append(param)
-    # the head first (so "the first group's rate" is the head's), then down to the embeddings
+    # the head first (so find_lr's group_lrs[0] is the head's rate), then down to the embeddings
     return [groups[key] for key in sorted(groups, key=lambda key: (key[0], not key[1]))]
 
 
 def _undecayed(
-    model: nn.Module, names: list[str], no_decay: str | Sequence[str] | None
+    model: nn.Module, named: list[tuple[str, nn.Parameter]], no_decay: str | Sequence[str] | None
 ) -> set[str]:
-    """Names of biases, normalization weights, and parameters matching the ``no_decay`` patterns."""
-    skipped = {
+    """Names of biases, 1-D parameters, normalization modules' parameters and ``no_decay`` matches.
+
+    timm's rule (``ndim <= 1`` or a bias) joined with Hugging Face's (every parameter of a norm
+    module), so a norm over several dimensions, whose weight is 2-D, is not decayed either.
+    """
+    in_norms = {
         f"{module_name}.{name}" if module_name else name
         for module_name, module in model.named_modules()
+        if _is_norm(module)
         for name, _ in module.named_parameters(recurse=False)
-        if name == "bias" or _is_norm(module)
+    }
+    skipped = {
+        name
+        for name, param in named
+        if name.endswith("bias") or param.ndim <= 1 or name in in_norms
     }
     if no_decay is not None:
-        skipped |= matching("no_decay", names, no_decay)
+        skipped |= matching("no_decay", [name for name, _ in named], no_decay)
     return skipped
 
 

@@ -15,6 +15,7 @@ Face callbacks drive the same object through :meth:`Guard.judge` and :meth:`Guar
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import math
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from lrkit.torch.snapshot import Snapshot
 from lrkit.trace import Trace, TraceBuilder
 
 logger = logging.getLogger("lrkit.guard")
+_BUILT_BY_CALLBACKS = ("model", "optimizer", "scheduler", "scaler")  # what a framework supplies
 
 
 class GuardStop(RuntimeError):
@@ -117,6 +119,18 @@ class Guard:
         self._best: Snapshot | None = None
         self._held: tuple[Any, list[Any]] | None = None
         self._good = self._save()
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """Check the keyword options of a Guard to be built later (the Lightning and Hugging Face
+        callbacks build theirs when training starts), so a typo or a bad value fails at once."""
+        allowed = [name for name in inspect.signature(cls).parameters if name not in _BUILT_BY_CALLBACKS]
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise TypeError(f"unknown Guard option(s) {', '.join(unknown)}; the options are {', '.join(allowed)}")
+        probe = nn.Linear(1, 1)  # the constructor checks every value; directory and trace need none
+        cls(probe, torch.optim.SGD(probe.parameters(), lr=0.1), **{**options, "directory": None, "trace": None})
+        return dict(options)
 
     # --- the plain-loop API ------------------------------------------------------------------
 
