@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 
 from lrkit.cli.app import main
 from lrkit.cost import compare_cost
+from lrkit.plots import plot_traces
 from lrkit.report import render_report, write_report
 from lrkit.suggest import suggest
 from lrkit.tasks import get_task, train
@@ -42,15 +44,25 @@ def real_page(real) -> str:
     return render_report(runs=[chosen], finder=finder, baseline=default, price_per_gpu_hour=2.5)
 
 
-def run(tau: float, steps: int = 200, *, seed: int = 0, label: str | None = None, events=()) -> Trace:
-    """A noisy decaying training curve."""
+def run(
+    tau: float, steps: int = 200, *, seed: int = 0, label: str | None = None, events=(), timed: bool = True
+) -> Trace:
+    """A noisy decaying training curve (``timed``: its wall time recorded, as lrkit's training does)."""
     rng = np.random.default_rng(seed)
-    record = TraceBuilder(**({"label": label} if label else {}), seconds=steps * 0.02)
+    record = TraceBuilder(**({"label": label} if label else {}), **({"seconds": steps * 0.02} if timed else {}))
     for step in range(steps):
         record.add(step, 0.1, float(np.exp(-step / tau) * (1 + 0.05 * rng.standard_normal()) + 0.01))
     for step, kind, detail in events:
         record.event(step, kind, detail)
     return record.build()
+
+
+def sweep(meta: dict | None = None) -> Trace:
+    """A range test: loss against an LR rising from 1e-5 to 10."""
+    lr = np.geomspace(1e-5, 10, 120)
+    x = np.log10(lr)
+    loss = 2.0 - 1.5 / (1 + np.exp(-3 * (x + 2.5))) + np.exp(3 * (x - 0.3))
+    return Trace(step=np.arange(120), lr=lr, loss=loss, meta={"kind": "range_test"} if meta is None else meta)
 
 
 def images(page_html: str) -> list[bytes]:
@@ -102,13 +114,33 @@ def test_report_marks_diagnosis_schedule_and_guard_events_and_escapes_labels() -
 
 
 def test_report_from_a_range_test_alone_uses_lrkits_suggestion() -> None:
-    lr = np.geomspace(1e-5, 10, 120)
-    x = np.log10(lr)
-    loss = 2.0 - 1.5 / (1 + np.exp(-3 * (x + 2.5))) + np.exp(3 * (x - 0.3))
-    trace = Trace(step=np.arange(120), lr=lr, loss=loss, meta={"kind": "range_test"})
+    trace = sweep()
     page = render_report(finder=trace)
     assert f"suggests lr {suggest(trace).lr:.3g}" in page
     assert "id='curves'" not in page and len(images(page)) == 1
+
+
+def test_report_takes_any_rising_lr_as_a_range_test_and_refuses_a_training_run() -> None:
+    other_tools = sweep(meta={})
+    assert f"suggests lr {suggest(other_tools).lr:.3g}" in render_report(finder=other_tools)
+    with pytest.raises(ValueError, match="finder is not a range test: its learning rate does not rise step by step"):
+        render_report(finder=run(20))
+
+
+def test_report_without_recorded_time_says_why_it_shows_no_money() -> None:
+    page = render_report(runs=[run(20, timed=False)], baseline=run(60, timed=False), price_per_gpu_hour=2.5)
+    assert "<th>money saved</th><td>unknown at 2.5 per GPU-hour: a run recorded no time" in page
+    assert "<li>No money saved shown at 2.5 per GPU-hour" in page
+    timed = render_report(runs=[run(20)], baseline=run(60), price_per_gpu_hour=2.5)
+    assert "<th>money saved</th><td>" in timed and "unknown" not in timed
+
+
+def test_report_draws_losses_at_or_below_zero_on_a_linear_axis() -> None:
+    negative = run(20).replace(loss=-run(20).loss)  # a negative log-likelihood, say
+    reaching_zero = run(20).replace(loss=np.append(run(20).loss[:-1], 0.0))
+    assert plot_traces([negative]).axes[0].get_yscale() == "linear"
+    assert plot_traces([run(30), reaching_zero]).axes[0].get_yscale() == "linear"
+    assert plot_traces([run(20)]).axes[0].get_yscale() == "log"
 
 
 def test_report_on_a_diverged_chosen_run_says_it_saves_nothing() -> None:
@@ -130,7 +162,13 @@ def test_report_refuses_bad_input() -> None:
     with pytest.raises(ValueError, match="nothing to report"):
         render_report()
     with pytest.raises(ValueError, match="baseline needs a chosen run"):
-        render_report(finder=run(20), baseline=run(30))
+        render_report(finder=sweep(), baseline=run(30))
+    with pytest.raises(ValueError, match="price_per_gpu_hour needs a baseline"):
+        render_report(runs=[run(20)], price_per_gpu_hour=2.5)
+    with pytest.raises(ValueError, match="target_loss needs a baseline"):
+        render_report(runs=[run(20)], target_loss=0.1)
+    with pytest.raises(ValueError, match=r"runs\['dead'\]: no finite loss"):
+        render_report(runs={"dead": run(20).replace(loss=np.full(200, np.nan))})
     with pytest.raises(TypeError, match="runs must be a list of Traces"):
         render_report(runs=run(20))
     with pytest.raises(TypeError, match=r"runs\[0\] must be a Trace or a result with a .trace, got float"):
@@ -155,6 +193,91 @@ def test_cli_writes_a_report_and_finds_the_range_test(tmp_path: Path, real, caps
     assert code == 0 and f"wrote {out}" in capsys.readouterr().out
     page = out.read_text()
     assert "id='range-test'" in page and "id='cost'" in page and f"lr={chosen.lr:g}" in page
+
+
+def test_cli_shows_the_money_saved_from_traces_lrkit_training_saved(tmp_path: Path, real, capsys) -> None:
+    _, chosen, default = real
+    assert 0 < chosen.trace.meta["seconds_per_step"] * len(chosen.trace) < chosen.seconds
+    chosen.trace.save(tmp_path / "chosen.jsonl")
+    default.trace.save(tmp_path / "default.jsonl")
+    out = tmp_path / "report.html"
+    code = main([
+        "report", str(tmp_path / "chosen.jsonl"), "--baseline", str(tmp_path / "default.jsonl"),
+        "--price-per-gpu-hour", "2.5", "--out", str(out),
+    ])
+    assert code == 0 and capsys.readouterr().err == ""
+    expected = compare_cost(chosen.trace, default.trace, price_per_gpu_hour=2.5).money_saved
+    assert f"<th>money saved</th><td>{expected:.4g} at 2.5 per GPU-hour</td>" in out.read_text()
+
+
+def test_cli_notes_a_price_it_cannot_apply_to_untimed_runs(tmp_path: Path, capsys) -> None:
+    run(20, timed=False).save(tmp_path / "chosen.jsonl")
+    run(60).save(tmp_path / "default.jsonl")
+    out = tmp_path / "report.html"
+    code = main([
+        "report", str(tmp_path / "chosen.jsonl"), "--baseline", str(tmp_path / "default.jsonl"),
+        "--price-per-gpu-hour", "2.5", "--out", str(out),
+    ])
+    assert code == 0
+    assert capsys.readouterr().err == (
+        f"lrkit: note: no money saved shown: {tmp_path / 'chosen.jsonl'} recorded no time "
+        "(meta 'seconds' or 'seconds_per_step', as traces saved from lrkit.tasks.train carry)\n"
+    )
+    assert "money saved</th><td>unknown at 2.5 per GPU-hour" in out.read_text()
+
+
+def test_cli_refuses_a_price_or_target_without_a_baseline(tmp_path: Path, capsys) -> None:
+    run(20).save(tmp_path / "chosen.jsonl")
+    for option in ("--price-per-gpu-hour", "--target-loss"):
+        code = main(["report", str(tmp_path / "chosen.jsonl"), option, "2.5", "--out", str(tmp_path / "r.html")])
+        assert code == 2
+        assert capsys.readouterr().err == (
+            f"lrkit: error: {option} needs --baseline, the run to compare the chosen one with\n"
+        )
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_cli_refuses_a_training_run_as_finder(tmp_path: Path, capsys) -> None:
+    trained = tmp_path / "chosen.jsonl"
+    run(20).save(trained)
+    assert main(["report", str(trained), "--finder", str(trained), "--out", str(tmp_path / "r.html")]) == 2
+    assert capsys.readouterr().err == (
+        f"lrkit: error: --finder {str(trained)!r} is not a range test: its learning rate does not rise step by "
+        "step (and its meta has no kind 'range_test')\n"
+    )
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_cli_log_with_no_finite_loss_is_one_line_naming_it(tmp_path: Path, capsys) -> None:
+    log = tmp_path / "allnan.csv"
+    log.write_text("step,loss\n0,nan\n1,nan\n")
+    assert main(["report", str(log), "--out", str(tmp_path / "r.html")]) == 2
+    assert capsys.readouterr().err == (
+        f"lrkit: error: {log}: no finite loss (every value is NaN or infinite): nothing to chart or diagnose\n"
+    )
+
+
+def test_cli_reports_negative_losses_without_warnings(tmp_path: Path, capsys) -> None:
+    log = tmp_path / "nll.csv"
+    log.write_text("step,loss\n" + "".join(f"{step},{-1 - step / 50}\n" for step in range(100)))
+    out = tmp_path / "r.html"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["report", str(log), "--out", str(out)]) == 0
+    assert capsys.readouterr().err == ""
+    overview = next(chart for chart in images(out.read_text()) if b"training loss of every run" in chart)
+    assert "−2.50" in overview.decode()  # a linear axis's tick; a log axis cannot show one
+    assert "nll recorded no learning rate" in out.read_text()
+
+
+def test_cli_names_log_columns_like_diagnose(tmp_path: Path, capsys) -> None:
+    log = tmp_path / "metrics.csv"  # a Lightning CSVLogger file that logged only val_loss
+    log.write_text("epoch,step,val_loss\n" + "".join(f"0,{step},{2 / (1 + step / 20)}\n" for step in range(60)))
+    out = tmp_path / "r.html"
+    assert main(["report", str(log), "--out", str(out)]) == 2
+    assert "no loss column among epoch, step, val_loss; name it with loss=... (--loss)" in capsys.readouterr().err
+    assert main(["report", str(log), "--loss", "val_loss", "--step", "step", "--out", str(out)]) == 0
+    assert "<h3>metrics</h3>" in out.read_text()
 
 
 @pytest.mark.parametrize(

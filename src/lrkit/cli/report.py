@@ -6,18 +6,31 @@ from pathlib import Path
 
 import click
 
+from lrkit.cli import diagnose
 from lrkit.cli.output import writable_file
+from lrkit.cost import seconds_per_step
 from lrkit.logs import read_log
+from lrkit.report.document import NOT_RISING, is_range_test
 from lrkit.trace import Trace
 
+# ``lrkit diagnose``'s column options (parameter name -> ``read_log`` keyword), so both commands
+# read logs alike
+COLUMNS = {"step_column": "step", "loss_column": "loss", "lr_column": "lr", "val_column": "val_loss"}
 
-def _read(path: str) -> Trace:
-    trace = read_log(path)
+
+def _with_diagnose_columns(command: click.Command) -> click.Command:
+    command.params.extend(param for param in diagnose.command.params if param.name in COLUMNS)
+    return command
+
+
+def _read(path: str, columns: dict[str, str | None]) -> Trace:
+    trace = read_log(path, **{COLUMNS[name]: value for name, value in columns.items()})
     if "label" in trace.meta or "lr" in trace.meta:
         return trace
     return trace.replace(meta={**trace.meta, "label": Path(path).stem})
 
 
+@_with_diagnose_columns
 @click.command()
 @click.argument("traces", nargs=-1, type=click.Path(exists=True))
 @click.option("--out", default="report.html", show_default=True, type=click.Path(dir_okay=False), help="HTML file to write.")
@@ -36,32 +49,47 @@ def command(
     target_loss: float | None,
     price_per_gpu_hour: float | None,
     title: str,
+    **columns: str | None,
 ) -> None:
     """Write an HTML report from TRACES (lrkit traces or logs): range test, curves, diagnosis, cost.
 
     The first training run is the chosen one; a range-test trace (kind range_test) among TRACES is
-    used as the range test.
+    used as the range test. --step, --loss, --lr and --val-loss name columns in every file read.
     """
     from lrkit.report import write_report
 
     writable_file(out, "--out")
-    runs = [_read(path) for path in traces]
-    found = [trace for trace in runs if trace.meta.get("kind") == "range_test"]
+    for option, value in (("--target-loss", target_loss), ("--price-per-gpu-hour", price_per_gpu_hour)):
+        if value is not None and baseline is None:
+            raise click.UsageError(f"{option} needs --baseline, the run to compare the chosen one with")
+    read = [(path, _read(path, columns)) for path in traces]
+    found = [trace for _, trace in read if trace.meta.get("kind") == "range_test"]
     if finder is not None:
-        finder_trace = _read(finder)
+        finder_trace = _read(finder, columns)
+        if not is_range_test(finder_trace):
+            raise click.UsageError(f"--finder {finder!r} is not a range test: {NOT_RISING}")
     elif len(found) > 1:
         raise click.UsageError(f"{len(found)} range-test traces given; name the one to show with --finder")
     else:
         finder_trace = found[0] if found else None
-    runs = [trace for trace in runs if trace.meta.get("kind") != "range_test"]
+    runs = [(path, trace) for path, trace in read if trace.meta.get("kind") != "range_test"]
+    baseline_trace = None if baseline is None else _read(baseline, columns)
     path = write_report(
         out,
-        runs=runs,
+        runs=[trace for _, trace in runs],
         finder=finder_trace,
         schedule=schedule,
-        baseline=None if baseline is None else _read(baseline),
+        baseline=baseline_trace,
         target_loss=target_loss,
         price_per_gpu_hour=price_per_gpu_hour,
         title=title,
     )
     click.echo(f"wrote {path}")
+    if price_per_gpu_hour is not None:
+        untimed = [name for name, trace in (*runs[:1], (baseline, baseline_trace)) if seconds_per_step(trace) is None]
+        if untimed:
+            click.echo(
+                f"lrkit: note: no money saved shown: {' and '.join(untimed)} recorded no time "
+                "(meta 'seconds' or 'seconds_per_step', as traces saved from lrkit.tasks.train carry)",
+                err=True,
+            )

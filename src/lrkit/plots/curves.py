@@ -58,20 +58,27 @@ def plot_traces(
     title: str | None = None,
     smooth: int = 1,
 ) -> Figure:
-    """Training loss against step for several runs on one chart (validation loss dashed)."""
+    """Training loss against step for several runs on one chart (validation loss dashed).
+
+    ``log_loss``: a log loss axis, unless there is nothing to draw or a loss drawn is <= 0 (a
+    negative log-likelihood, say), which only a linear axis can show.
+    """
     figure, ax = new_axes(ax)
+    lowest = np.inf  # the lowest loss drawn
     labels = labels or [str(trace.meta.get("label", trace.meta.get("lr", i))) for i, trace in enumerate(traces)]
     for trace, label in zip(traces, labels, strict=True):
         loss = _moving_mean(trace.loss, smooth)
         finite = np.isfinite(loss)
         (line,) = ax.plot(trace.step[finite], loss[finite], label=label, linewidth=1.2)
+        lowest = min(lowest, loss[finite].min(initial=np.inf))
         if trace.val_loss is not None:
             has_val = np.isfinite(trace.val_loss)
             ax.plot(trace.step[has_val], trace.val_loss[has_val], "--", color=line.get_color(), linewidth=1)
+            lowest = min(lowest, trace.val_loss[has_val].min(initial=np.inf))
         if not finite.all():
             first = int(np.argmin(finite))
             ax.axvline(trace.step[first], color=line.get_color(), linestyle=":", linewidth=1)
-    if log_loss:
+    if log_loss and 0 < lowest < np.inf:
         ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (train solid, validation dashed)")

@@ -28,6 +28,8 @@ from lrkit.schedules import Schedule, parse
 from lrkit.suggest import Suggestion, suggest
 from lrkit.trace import Trace
 
+NO_TIME = "a run recorded no time (meta 'seconds' or 'seconds_per_step', as lrkit.tasks.train writes)"
+NOT_RISING = "its learning rate does not rise step by step (and its meta has no kind 'range_test')"
 EVIDENCE_SHOWN = ("start", "best", "best_step", "end", "spike_count", "noise_to_progress", "trend", "late_rise")
 
 STYLE = """
@@ -59,16 +61,23 @@ class RangeTest:
 
 
 def as_trace(run: Any, name: str) -> Trace:
-    """A Trace from a Trace or a result that holds one (``.trace``); a result's ``.seconds`` is kept."""
-    if isinstance(run, Trace):
-        return run
-    trace = getattr(run, "trace", None)
+    """A Trace from a Trace or a result that holds one (``.trace``), with a finite loss to show."""
+    trace = run if isinstance(run, Trace) else getattr(run, "trace", None)
     if not isinstance(trace, Trace):
         raise TypeError(f"{name} must be a Trace or a result with a .trace, got {type(run).__name__}")
-    seconds = getattr(run, "seconds", None)
-    if seconds is not None and "seconds" not in trace.meta:
-        trace = trace.replace(meta={**trace.meta, "seconds": seconds})
+    if not np.isfinite(trace.loss).any():
+        where = trace.meta.get("source", name)
+        raise ValueError(f"{where}: no finite loss (every value is NaN or infinite): nothing to chart or diagnose")
     return trace
+
+
+def is_range_test(trace: Trace) -> bool:
+    """Whether ``trace`` is a range test: lrkit's say so in their metadata (kind range_test); any
+    other is one when its learning rate rises step by step."""
+    if trace.meta.get("kind") == "range_test":
+        return True
+    lr = trace.lr
+    return len(lr) >= 2 and bool((lr > 0).all() and (np.diff(lr) > 0).all())
 
 
 def label_of(trace: Trace, fallback: str) -> str:
@@ -97,6 +106,8 @@ def as_range_test(finder: Any) -> RangeTest:
     """A range test from its Trace or from a ``FinderResult`` (which already holds the suggestion)."""
     suggestion = getattr(finder, "suggestion", None)
     trace = as_trace(finder, "finder")
+    if not is_range_test(trace):
+        raise ValueError(f"finder is not a range test: {NOT_RISING}")
     return RangeTest(trace, suggestion if isinstance(suggestion, Suggestion) else suggest(trace))
 
 
@@ -122,6 +133,9 @@ def render_report(
         raise ValueError("nothing to report: give runs, a finder (range test), or both")
     if baseline_run is not None and not chosen_runs:
         raise ValueError("baseline needs a chosen run to compare with: pass runs=[...] too")
+    for name, value in (("target_loss", target_loss), ("price_per_gpu_hour", price_per_gpu_hour)):
+        if value is not None and baseline_run is None:
+            raise ValueError(f"{name} needs a baseline to compare the chosen run with: pass baseline=... too")
     if target_loss is not None:
         target_loss = checks.finite("target_loss", target_loss)
     if price_per_gpu_hour is not None:
@@ -182,6 +196,8 @@ def _summary(
             f"(range test included) against {comparison.baseline_steps}: {bound}{comparison.steps_saved} steps saved"
             + ("" if money is None else f", {bound}{money:.4g} at {comparison.price_per_gpu_hour:g} per GPU-hour")
         )
+        if money is None and comparison.price_per_gpu_hour is not None:
+            items.append(f"No money saved shown at {comparison.price_per_gpu_hour:g} per GPU-hour: {NO_TIME}")
     return "<section id='summary'><ul>" + "".join(f"<li>{_e(item)}</li>" for item in items) + "</ul></section>"
 
 
@@ -209,7 +225,12 @@ def _schedule_section(run: Run, schedule: Schedule | None) -> str:
         text = f"<p>Schedule <code>{_e(repr(schedule))}</code> over {steps} steps.</p>"
         return "<section id='schedule'><h2>Schedule</h2>" + text + _chart(figure, "learning rate against step") + "</section>"
     lr = run.trace.lr[np.isfinite(run.trace.lr)]
-    if len(lr) and lr.min() == lr.max():
+    if not len(lr):
+        return (
+            "<section id='schedule'><h2>Schedule</h2>"
+            f"<p class='note'>{_e(run.label)} recorded no learning rate (give its schedule to show it).</p></section>"
+        )
+    if lr.min() == lr.max():
         return (
             "<section id='schedule'><h2>Schedule</h2>"
             f"<p>{_e(run.label)} trained at a constant learning rate of {lr[0]:.3g}.</p></section>"
@@ -276,9 +297,11 @@ def _cost_section(chosen: Run, baseline: Run, comparison: CostComparison) -> str
     if c.seconds_saved is not None:
         rows.append(("time saved", f"{bound}{c.seconds_saved:.3g} s ({c.gpu_hours_saved:.3g} GPU-hours)"))
     elif saved is not None:
-        rows.append(("time saved", "unknown: the runs recorded no time (meta 'seconds')"))
+        rows.append(("time saved", f"unknown: {NO_TIME}"))
     if c.money_saved is not None:
         rows.append(("money saved", f"{bound}{c.money_saved:.4g} at {c.price_per_gpu_hour:g} per GPU-hour"))
+    elif saved is not None and c.price_per_gpu_hour is not None:
+        rows.append(("money saved", f"unknown at {c.price_per_gpu_hour:g} per GPU-hour: {NO_TIME}"))
     figure = plot_cost(chosen.trace, baseline.trace, c, labels=(chosen.label, baseline.label))
     per_step = seconds_per_step(chosen.trace)
     note = "" if per_step is None else f"<p class='note'>Measured {per_step * 1e3:.3g} ms per step.</p>"

@@ -119,6 +119,7 @@ def _train(task, lr, seed, steps, eval_every, on_step, on_eval) -> TrainResult:
     initial_val_loss, metric = evaluate(task, model, val_loader)
     val_loss, diverged = initial_val_loss, False
     model.train()
+    looping = time.perf_counter()
     for step, batch in zip(range(steps), cycle(train_loader), strict=False):
         step_lr = lr if schedule is None else schedule(step)
         for group in optimizer.param_groups:
@@ -142,6 +143,9 @@ def _train(task, lr, seed, steps, eval_every, on_step, on_eval) -> TrainResult:
             if on_eval is not None:
                 on_eval(step, val_loss)
 
+    # what a step costs (evaluations included, the one-off setup of model and data not), saved
+    # with the trace for lrkit.cost and the report
+    record.meta["seconds_per_step"] = (time.perf_counter() - looping) / len(record)
     if diverged or not math.isfinite(val_loss) or val_loss >= initial_val_loss:
         diverged = True
     return TrainResult(
