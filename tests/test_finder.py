@@ -378,3 +378,14 @@ def test_snapshot_in_a_directory_restores_and_leaves_no_file(tmp_path: Path):
     result = find_lr(model, optimizer, ce, loader(), steps=15, directory=tmp_path)
     assert len(result.trace) == 15 or "diverged" in result.stopped
     assert same(before, state(model, optimizer, scheduler)) and not any(tmp_path.iterdir())
+
+
+def test_a_loss_that_is_not_one_number_and_a_non_bool_flag_are_named():
+    model, optimizer, scheduler = trained()
+    before = state(model, optimizer, scheduler)
+    per_sample = lambda model, batch: nn.functional.cross_entropy(model(batch[0]), batch[1], reduction="none")  # noqa: E731
+    with pytest.raises(ValueError, match=r"the loss must be a single-element tensor, got shape \(32,\); reduce it"):
+        find_lr(model, optimizer, per_sample, loader(), scheduler=scheduler, steps=5)
+    assert same(before, state(model, optimizer, scheduler))
+    with pytest.raises(TypeError, match="stop_on_divergence must be True or False, got 'no'"):
+        find_lr(model, optimizer, ce, loader(), stop_on_divergence="no")

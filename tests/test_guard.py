@@ -72,7 +72,7 @@ def assert_same(a, b):
     assert lrs_a == lrs_b and sched_a == sched_b
 
 
-@pytest.mark.parametrize("where", ["loss", "gradient"])
+@pytest.mark.parametrize("where", ["loss", "gradient", "nan gradient"])
 def test_a_nonfinite_step_changes_nothing(where):
     model, optimizer, scheduler, data = setup()
     guard = Guard(model, optimizer, scheduler=scheduler)
@@ -84,8 +84,8 @@ def test_a_nonfinite_step_changes_nothing(where):
     if where == "loss":
         loss = loss * math.nan
     loss.backward()
-    if where == "gradient":
-        model[0].weight.grad[0, 0] = math.inf
+    if where != "loss":  # the loss is finite, one gradient is not
+        model[0].weight.grad[0, 0] = math.inf if where == "gradient" else math.nan
     assert guard.step(loss) is False
     assert_same(before, state_of(model, optimizer, scheduler))
     assert guard.skipped == 1 and guard.rollbacks == 0
@@ -155,6 +155,9 @@ def test_rollbacks_without_progress_stop_with_a_clear_error():
     assert guard.rollbacks == 2
     assert [e.kind for e in guard.trace.events] == ["rollback", "rollback", "stop"]
     assert all(torch.equal(a, b) for a, b in zip(at_snapshot, model.parameters(), strict=True))
+    assert "with the LR already cut to 0.09x its start" in str(info.value)
+    # the model and its LRs are back at the snapshot, and lr_scale says so
+    assert guard.lr_scale == 1.0 and scheduler.base_lrs == [pytest.approx(1e-2)]
 
 
 def test_a_run_of_nonfinite_losses_counts_as_a_spike():
@@ -235,6 +238,10 @@ SCHEDULERS = {
     "ScheduleLR": lambda optimizer: ScheduleLR(optimizer, "warmup(20) >> cosine(1e-2, 480)"),
     "LambdaLR": lambda optimizer: torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (1 + 0.01 * step)),
     "StepLR": lambda optimizer: torch.optim.lr_scheduler.StepLR(optimizer, step_size=30, gamma=0.5),
+    "CosineAnnealingLR": lambda optimizer: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=100, eta_min=1e-3),
+    "CosineAnnealingWarmRestarts": lambda optimizer: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+        optimizer, T_0=40, eta_min=1e-3
+    ),
     "OneCycleLR": lambda optimizer: torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-2, total_steps=500),
     "CyclicLR": lambda optimizer: torch.optim.lr_scheduler.CyclicLR(
         optimizer, base_lr=1e-3, max_lr=1e-2, step_size_up=25, cycle_momentum=False
@@ -294,6 +301,15 @@ def test_snapshots_on_disk_keep_one_file_at_a_time(tmp_path):
     assert guard.rewind() == 50
 
 
+def test_closing_the_guard_deletes_its_snapshot_files(tmp_path):
+    model, optimizer, scheduler, data = setup()
+    with Guard(model, optimizer, scheduler=scheduler, snapshot_every=10, directory=tmp_path, patience=2) as guard:
+        run(guard, model, optimizer, data[:25])
+        guard.should_stop(1.0)  # the best weights: a second file
+        assert len(list(tmp_path.glob("*.pt"))) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_arguments_name_what_is_allowed():
     model, optimizer, _, _ = setup()
     with pytest.raises(ValueError, match=r"lr_factor must be in \(0, 1\), got 1.5"):
@@ -308,6 +324,10 @@ def test_bad_arguments_name_what_is_allowed():
         Guard(model, optimizer).restore_best()
     with pytest.raises(ValueError, match="watch_every must be >= 10, got 3"):
         Guard(model, optimizer, watch_every=3)
+    with pytest.raises(TypeError, match="trace must be a lrkit.trace.TraceBuilder or None, got list"):
+        Guard(model, optimizer, trace=[])
+    with pytest.raises(ValueError, match="directory must be a folder .*, got the file"):
+        Guard(model, optimizer, directory=__file__)
     Guard(model, optimizer, rule=SpikeRule(window=10, warmup_steps=5))
 
 

@@ -116,12 +116,27 @@ def test_divergence_is_detected_for_negative_losses(offset, seed):
     assert result.usable and result.max_stable_lr is not None
 
 
+def test_divergence_is_read_on_the_training_loss_when_the_validation_loss_is_used():
+    lr, loss = range_test(valley=-3.0, blowup=0.0, noise=0.02)
+    # a validation loss with no noise at all: creeping up by 1e-4 at tiny rates is no blow-up,
+    # though without noise to measure it against its shape is a blow-up's
+    val = 2.0 - 1.5 / (1.0 + np.exp(-(np.log10(lr) + 3.0) / 0.4)) + np.exp(np.clip(4.0 * np.log10(lr), -50, 50))
+    val[:30] = 2.0 + 1e-9 * 1.5 ** np.arange(30)
+    trace = Trace(step=np.arange(len(lr)), lr=lr, loss=loss, val_loss=val)
+    result = suggest(trace, use="val_loss")
+    assert result.usable, result.reason
+    assert result.evidence["diverged_lr"] == suggest(trace, use="loss").evidence["diverged_lr"]
+
+
 def test_flat_noise_has_no_valley_and_says_why():
     rng = np.random.default_rng(0)
     lr = np.geomspace(1e-7, 1e-3, 60)
     result = suggest(trace_of(lr, 1.0 + 0.01 * rng.standard_normal(60)))
     assert not result.usable and result.lr is None and result.range is None
-    assert "did not fall" in result.reason and "no usable curve" in repr(result)
+    assert "no more than its step-to-step noise" in result.reason and "no clear valley" in result.reason
+    assert "no usable curve" in repr(result)
+    falling_never = suggest(trace_of(lr, 1.0 + 1e-3 * np.arange(60)))
+    assert falling_never.reason.startswith("the loss did not fall during the test (no valley)")
 
 
 def test_a_loss_that_is_nan_from_the_first_step_is_not_usable():

@@ -163,19 +163,24 @@ def suggest(trace: Trace, *, use: str = "auto", window: float | None = None) -> 
         raise ValueError("trace.lr must be finite and > 0 at every step")
     if np.any(np.diff(lr) < 0):
         raise ValueError("trace.lr must not decrease; a range test sweeps the LR upwards")
-    return _suggest(lr, loss, column, window or default_window(len(lr)))
+    # divergence is a property of training, so it is read on the training loss even when the
+    # suggestion reads the validation loss (a noise-free validation loss makes any drift look huge)
+    watched = np.asarray(trace.loss, dtype=float)
+    return _suggest(lr, loss, column, window or default_window(len(lr)), watched)
 
 
 def _unusable(reason: str, **evidence: float) -> Suggestion:
     return Suggestion(None, None, None, reason, evidence)
 
 
-def _suggest(lr: np.ndarray, loss: np.ndarray, column: str, window: float) -> Suggestion:
+def _suggest(lr: np.ndarray, loss: np.ndarray, column: str, window: float, watched: np.ndarray) -> Suggestion:
     if len(lr) == 0:
         return _unusable("the trace is empty")
     if not math.isfinite(loss[0]):
         return _unusable(f"the {column} is {loss[0]} from the first step", points=len(lr))
-    stop = divergence_index(loss, window=window)
+    stop = divergence_index(watched, window=window)
+    if stop is None and not np.all(np.isfinite(loss)):  # the column itself blew up
+        stop = int(np.flatnonzero(~np.isfinite(loss))[0])
     end = len(loss) if stop is None else stop
     evidence: dict[str, float] = {"points": float(end), "window": window}
     if stop is not None:
@@ -195,9 +200,15 @@ def _suggest(lr: np.ndarray, loss: np.ndarray, column: str, window: float) -> Su
     # step-to-step scatter, robust to the trend and to the blow-up: MAD of differences / sqrt(2)
     noise = float(np.median(np.abs(np.diff(loss)))) * 1.4826 / math.sqrt(2)
     evidence.update(min_loss_lr=float(lr[lowest]), drop=drop, noise=noise)
-    if drop <= 2 * noise / math.sqrt(max(1.0, window)) or drop <= 0:
+    if drop <= 0:
         return _unusable(
-            "the loss did not fall during the test (no valley): widen the LR range or raise max_lr",
+            f"the {column} did not fall during the test (no valley): widen the LR range or raise max_lr",
+            **evidence,
+        )
+    if drop <= 2 * noise / math.sqrt(max(1.0, window)):
+        return _unusable(
+            f"the {column} fell by {drop:.3g}, no more than its step-to-step noise ({noise:.3g}) can "
+            "explain (no clear valley): use more steps, an exponential sweep, or a wider LR range",
             **evidence,
         )
     steepest = int(np.argmin(slope[: lowest + 1]))

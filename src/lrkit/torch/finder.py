@@ -141,6 +141,8 @@ def find_lr(
         val_batches = checks.integer("val_batches", val_batches, minimum=1)
     checks.one_of("precision", precision, PRECISIONS)
     seed = checks.integer("seed", seed)
+    if not isinstance(stop_on_divergence, bool):
+        raise TypeError(f"stop_on_divergence must be True or False, got {stop_on_divergence!r}")
     device = _device(model)
     if precision == "fp16" and device.type != "cuda":
         raise ValueError(
@@ -291,7 +293,7 @@ class _Run:
             if val_loader is not None and math.isfinite(loss):
                 val_loss = _all_ranks_mean(self.validate(val_loader, val_batches), self.device)
             record.add(step, float(lr), loss, val_loss=val_loss)
-            if watch.update(val_loss if val_loader is not None else loss):
+            if watch.update(loss):  # divergence is read on the training loss in every mode
                 record.event(step, "diverged", f"loss {loss:.4g} at lr {lr:.3g}")
                 if stop_on_divergence or not math.isfinite(loss):
                     stopped = f"stopped at step {step}: the loss diverged at lr {lr:.3g}"
@@ -318,8 +320,12 @@ def _compute_loss(model: nn.Module, loss_fn: Callable[..., Any] | None, batch: A
         loss = model(batch)
     if not isinstance(loss, torch.Tensor):
         loss = loss["loss"] if isinstance(loss, Mapping) else getattr(loss, "loss", loss)
-    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+    if not isinstance(loss, torch.Tensor):
         raise TypeError(f"the loss must be a single-element tensor, got {type(loss).__name__}")
+    if loss.numel() != 1:
+        raise ValueError(
+            f"the loss must be a single-element tensor, got shape {tuple(loss.shape)}; reduce it (e.g. .mean())"
+        )
     return loss if loss.dtype == torch.float32 and loss.dim() == 0 else loss.float().reshape(())
 
 

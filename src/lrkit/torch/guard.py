@@ -92,6 +92,8 @@ class Guard:
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         if rule is not None and not isinstance(rule, SpikeRule):
             raise TypeError(f"rule must be a lrkit.spikes.SpikeRule or None, got {type(rule).__name__}")
+        if trace is not None and not isinstance(trace, TraceBuilder):
+            raise TypeError(f"trace must be a lrkit.trace.TraceBuilder or None, got {type(trace).__name__}")
         self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
         self.rule = rule or SpikeRule()
         self.snapshot_every = checks.integer("snapshot_every", snapshot_every, minimum=1)
@@ -188,6 +190,19 @@ class Guard:
             raise RuntimeError("no validation loss was recorded yet; call should_stop(val_loss) first")
         self._best.restore()
 
+    def close(self) -> None:
+        """Delete the snapshots the guard keeps on disk (with ``directory``); the guard cannot roll
+        back or restore the best weights afterwards. Used as a context manager, it closes on exit."""
+        for snapshot in (self._good.snapshot, self._best):
+            if snapshot is not None:
+                snapshot.discard()
+
+    def __enter__(self) -> Guard:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def rewind(self) -> int:
         """Go back to the last good snapshot (weights, optimizer, schedule, RNG) and nothing else.
 
@@ -209,11 +224,12 @@ class Guard:
         """The run so far: one row per step (lr as applied, loss, gradient norm) and every event."""
         return self.record.build()
 
-    def grad_norm(self) -> float:
-        """The total L2 norm of the gradients the optimizer would apply (NaN if there are none)."""
+    def grad_norm(self) -> float | None:
+        """The total L2 norm of the gradients the optimizer would apply (None if there are none;
+        NaN or infinite when one of them is)."""
         grads = [p.grad for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
         if not grads:
-            return math.nan
+            return None
         try:  # one fused kernel, a few times cheaper than get_total_norm's grouping on small models
             return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
         except RuntimeError:  # gradients on several devices or of several dtypes
@@ -221,20 +237,23 @@ class Guard:
 
     # --- the core that the framework callbacks drive ---------------------------------------------
 
-    def judge(self, loss: torch.Tensor | float, grad_norm: float = math.nan) -> bool:
+    def judge(self, loss: torch.Tensor | float, grad_norm: float | None = None) -> bool:
         """Decide about one step before the optimizer applies it; True means "apply it".
 
+        ``grad_norm`` is the gradients' norm (``grad_norm()``), or None when not measured; a NaN
+        or infinite norm skips the step like a non-finite loss.
         When this returns False the gradients have been cleared (``None``), so an optimizer step
         that runs anyway changes nothing; on a spike the last good snapshot is already restored.
         """
         loss_value = _number("loss", loss)
         step, self.steps = self.steps, self.steps + 1
-        self.record.add(step, self._lr(), loss_value, grad_norm=grad_norm)
+        norm = math.nan if grad_norm is None else _number("grad_norm", grad_norm)
+        self.record.add(step, self._lr(), loss_value, grad_norm=norm)
         if self._skip_left:
             self._skip_left -= 1
             return self._clear()
-        if not (math.isfinite(loss_value) and (math.isnan(grad_norm) or math.isfinite(grad_norm))):
-            return self._nonfinite(step, loss_value, grad_norm)
+        if not (math.isfinite(loss_value) and (grad_norm is None or math.isfinite(norm))):
+            return self._nonfinite(step, loss_value, norm)
         self._nonfinite_streak = 0
         before = self._rule_state
         self._rule_state, verdict = self.rule.update(before, loss_value)
@@ -314,11 +333,12 @@ class Guard:
         good = self._good
         if self._failed_rollbacks >= self.max_rollbacks:
             self.rewind()
+            cut, self.lr_scale = self.lr_scale, good.lr_scale  # the rewind put back the snapshot's LRs
             message = (
                 f"lrkit.Guard stopped the run at step {step}: {reason}, after {self._failed_rollbacks} "
                 f"rollbacks to the snapshot of step {good.step} without progress, with the LR already "
-                f"cut to {self.lr_scale:.3g}x its start. The model is back at step {good.step}. Try "
-                f"starting at least {1 / self.lr_scale:.3g}x lower (or run the range test), a warmup, "
+                f"cut to {cut:.3g}x its start. The model is back at step {good.step}. Try "
+                f"starting at least {1 / cut:.3g}x lower (or run the range test), a warmup, "
                 "gradient clipping, or look for bad batches in the data."
             )
             self._event("stop", message)
@@ -376,9 +396,10 @@ def _number(name: str, value: object) -> float:
 def _scale_lrs(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) -> None:
     """Multiply every group's LR, and every LR an attached scheduler computes from, by ``factor``.
 
-    Covers lrkit's ScheduleLR (its ``scale``), torch's ``base_lrs`` schedulers, CyclicLR's
-    ``max_lrs``, OneCycleLR's per-group ``max_lr``/``min_lr`` and the schedulers inside
-    SequentialLR and ChainedScheduler, so any of them continues its shape at the lower level.
+    Covers lrkit's ScheduleLR (its ``scale``), torch's ``base_lrs`` schedulers and the cosine
+    ones' ``eta_min``, CyclicLR's ``max_lrs``, ReduceLROnPlateau's ``min_lrs``, OneCycleLR's
+    per-group ``max_lr``/``min_lr`` and the schedulers inside SequentialLR and ChainedScheduler,
+    so any of them continues its shape at the lower level.
     """
     if isinstance(scheduler, ScheduleLR):
         scheduler.scale(factor)
@@ -391,9 +412,11 @@ def _scale_lrs(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) 
             elif isinstance(value, int | float):
                 group[key] = value * factor
     for inner in _schedulers(scheduler):
-        for name in ("base_lrs", "max_lrs"):
+        for name in ("base_lrs", "max_lrs", "min_lrs"):
             if isinstance(getattr(inner, name, None), list):
                 setattr(inner, name, [lr * factor for lr in getattr(inner, name)])
+        if isinstance(getattr(inner, "eta_min", None), int | float):  # the cosine schedulers' floor
+            inner.eta_min = inner.eta_min * factor
 
 
 def _schedulers(scheduler: Any) -> list[Any]:

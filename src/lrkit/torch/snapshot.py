@@ -314,3 +314,5 @@ def _check_arguments(model, optimizer, scheduler, scaler, rng, directory) -> Non
         raise TypeError(f"rng must be True or False, got {rng!r}")
     if directory is not None and not isinstance(directory, str | Path):
         raise TypeError(f"directory must be a path or None, got {type(directory).__name__}")
+    if directory is not None and Path(directory).exists() and not Path(directory).is_dir():
+        raise ValueError(f"directory must be a folder (or not exist yet), got the file {str(directory)!r}")
