@@ -45,3 +45,22 @@ def hang_once(lr: float, report) -> float:
         Path(marker).write_text(repr(lr))
         time.sleep(600)
     return quick(lr, report)
+
+
+def always_nan(lr: float, report) -> float:
+    """Every rate diverges."""
+    return math.nan
+
+
+def flat(lr: float, report) -> float:
+    """The same loss at every rate: nothing to choose between."""
+    return 0.5
+
+
+def rising(lr: float, report) -> float:
+    """Lower is better all the way down: the best rate lies below the range."""
+    return 2.0 + math.log10(lr)
+
+
+def returns_none(lr: float, report) -> None:
+    """Forgets to return the loss."""

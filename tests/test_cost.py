@@ -42,6 +42,18 @@ def test_steps_to_target_on_an_exponential_decay(tau: float, target: float) -> N
     assert steps_to_target(trace, target, window=1) == first + 1
 
 
+@given(every=st.integers(1, 100), start=st.integers(0, 1000))
+def test_a_log_written_every_n_steps_counts_steps_by_its_step_column(every: int, start: int) -> None:
+    dense = decay(40, 2000, seconds=2.0)
+    rows = np.arange(0, 2000, every)
+    sparse = Trace(step=start + rows, lr=dense.lr[rows], loss=dense.loss[rows], meta={"seconds": 2.0})
+    reached = steps_to_target(sparse, 0.2, window=1)
+    assert reached == int(np.flatnonzero(dense.loss[rows] <= 0.2)[0]) * every + 1
+    cost = compare_cost(sparse, sparse, target_loss=0.2)
+    assert cost.chosen.run_steps == rows[-1] + 1  # steps the run covers, not rows logged
+    assert seconds_per_step(sparse) == pytest.approx(2.0 / (rows[-1] + 1))
+
+
 def test_a_target_never_reached_is_none() -> None:
     assert steps_to_target(decay(10, 50), 1e-9) is None
 

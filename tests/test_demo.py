@@ -18,7 +18,7 @@ def demo():
 def test_too_high_too_low_and_chosen_behave_as_described(demo):
     high, low, chosen, _ = demo.rows
     assert [row.role for row in demo.rows] == ["too high", "too low", "chosen", "found"]
-    assert high.behaviour in ("diverged", "oscillated") and high.result.metric < 0.5
+    assert high.behaviour in ("diverged", "blew up", "oscillated") and high.result.metric < 0.5
     assert low.behaviour == "barely moved" and low.progress < 0.2 and low.steps_to_target is None
     assert chosen.behaviour == "converged" and chosen.result.metric > 0.9
     assert chosen.steps_to_target is not None and chosen.steps_to_target < 300
@@ -45,8 +45,26 @@ def test_default_rates_follow_the_task_so_each_role_behaves_as_named():
     assert demo_lrs("digits-mlp") == (1.0, 1e-5, 1e-3)  # the bundled demo's rates
     result = run_demo(task, seed=0)
     assert [(row.role, row.lr) for row in result.rows] == list(zip(["too high", "too low", "chosen"], demo_lrs(task), strict=True))
-    assert [row.behaviour for row in result.rows] == ["oscillated", "barely moved", "converged"]
+    assert [row.behaviour for row in result.rows] == ["blew up", "barely moved", "converged"]
     assert result.notes == []
+
+
+def test_the_demo_report_costs_the_found_rate_against_the_default_at_the_demo_target(demo, tmp_path):
+    from lrkit.cli.demo import _report
+
+    labels = [f"lr={row.lr:.3g} ({row.role})" for row in demo.rows]
+    html = _report(demo, labels, tmp_path / "report.html").read_text()
+    found, chosen = demo.rows[-1], demo.rows[2]
+    assert f"The chosen LR reaches loss {demo.target_loss:.3g} in " in html
+    assert f"steps to target, lr={found.lr:.3g} (found)" in html
+    assert f"steps to target, lr={chosen.lr:.3g}<" in html  # the default LR is the baseline
+
+
+def test_a_loss_that_blew_up_and_came_back_is_not_called_an_oscillation():
+    result = run_demo("teacher-student", seed=0, find=False)
+    high = result.rows[0]
+    assert np.nanmax(high.result.trace.loss) > 10 * high.result.trace.loss[0]
+    assert high.behaviour == "blew up" and not any("neither diverged nor spiked" in note for note in result.notes)
 
 
 def test_demo_says_so_when_a_rate_does_not_behave_as_its_role():

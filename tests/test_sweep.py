@@ -31,7 +31,7 @@ from lrkit.sweeps.result import fit_bowl
 from lrkit.sweeps.storage import open_storage, parse_storage
 from lrkit.sweeps.worker import WORKER
 from postgres import free_port, postgres_cluster
-from sweep_objectives import bowl, quick
+from sweep_objectives import always_nan, bowl, flat, quick, returns_none, rising
 
 TESTS = Path(__file__).parent
 WORKER_ENV = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
@@ -211,7 +211,9 @@ def test_fit_bowl_averages_out_the_noise_that_picks_a_lucky_trial():
 
 def test_fit_bowl_gives_up_without_a_bowl_and_names_bad_input():
     assert fit_bowl([1e-3, 1e-2], [1.0, 0.5]) is None  # too few trials
-    assert fit_bowl([1e-3, 1e-2, 1e-1, 1.0], [1.0, 0.8, 0.6, 0.4]) is not None  # a fall: vertex at the edge
+    assert fit_bowl([1e-3, 1e-2, 1e-1, 1.0], [1.0, 0.8, 0.6, 0.4]) is None  # a straight fall: no curvature
+    convex = fit_bowl([1e-3, 1e-2, 1e-1, 1.0], [1.0, 0.5, 0.3, 0.25])  # still falling, ever slower
+    assert convex is not None and 1e-2 <= convex.lr <= 1.0  # within the better half's span
     assert fit_bowl([1e-3, 1e-2, 1e-1], [1.0, 2.0, 1.0]) is None  # opens downward
     assert fit_bowl([1e-3, 1e-2, 1e-1, 1.0], [1.0, 1.0, 1.0, 1.0]) is None  # flat
     assert fit_bowl([1e-2, 1.01e-2, 1.02e-2], [1.0, 0.9, 1.0]) is None  # spans too little to trust
@@ -227,6 +229,25 @@ def test_result_lr_is_the_fitted_minimum_among_the_best_schedules_trials():
     assert repr(result).startswith(f"SweepResult(lr={result.lr:.3g}, best_lr={result.best_lr:.3g}")
     few = lrkit.sweep(bowl, min_lr=1e-5, max_lr=1.0, n_trials=2, sampler="random", pruner=None)
     assert few.bowl is None and few.lr == few.best_lr
+
+
+def test_flat_or_straight_losses_hold_no_bowl_and_a_diverged_lr_is_never_recommended():
+    for objective in (flat, rising):
+        result = lrkit.sweep(objective, min_lr=1e-5, max_lr=1.0, n_trials=8, pruner="none", seed=0)
+        assert result.bowl is None and result.lr == result.best_lr
+    all_diverged = lrkit.sweep(always_nan, min_lr=1e-5, max_lr=1.0, n_trials=3, pruner=None)
+    with pytest.raises(ValueError, match="has no trial with a finite validation loss: all 3 complete trials diverged"):
+        all_diverged.lr  # noqa: B018
+    with pytest.raises(TypeError, match=r"the objective must return the validation loss as a number, got None"):
+        lrkit.sweep(returns_none, min_lr=1e-5, max_lr=1.0, n_trials=1, pruner=None)
+
+
+def test_cli_says_when_every_trial_diverged_or_the_best_sits_at_an_edge(tmp_path, capsys):
+    bounds = ["--min-lr", "1e-5", "--max-lr", "1", "--pruner", "none"]
+    assert main(["sweep", "--entry", "sweep_objectives:always_nan", *bounds, "--trials", "3", "--out", str(tmp_path / "a")]) == 0
+    assert "no LR to train with: every complete trial diverged; lower --max-lr" in capsys.readouterr().out
+    assert main(["sweep", "--entry", "sweep_objectives:rising", *bounds, "--trials", "6", "--out", str(tmp_path / "b")]) == 0
+    assert "note: the best trial is the lowest LR that completed; the best rate may lie beyond it" in capsys.readouterr().out
 
 
 def test_schedule_kind_and_warmup_are_searched_with_the_lr():
@@ -403,6 +424,15 @@ def test_mask_url_never_shows_the_password(user, password, host, scheme):
     assert shown == f"{scheme}://{user}:***@{host}/sweeps"
     assert password not in repr(parse_storage(url)).split("@")[0].split("//")[1]
     assert mask_url(f"{scheme}://{host}/db") == f"{scheme}://{host}/db"
+    in_query = f"{scheme}://{user}@{host}/sweeps?sslmode=require&password={password}"
+    assert mask_url(in_query) == f"{scheme}://{user}@{host}/sweeps?sslmode=require&password=***"
+
+
+def test_an_unreachable_storage_with_a_password_in_the_query_never_prints_it(tmp_path, capsys):
+    url = f"postgresql://me@127.0.0.1:{free_port()}/db?password=s3cretpw"
+    code = main(["sweep", *ENTRY, "--trials", "1", "--storage", url, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("lrkit: error:") and "s3cretpw" not in err and "password=***" in err
 
 
 # --- CLI ----------------------------------------------------------------------------------------

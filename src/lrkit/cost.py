@@ -32,11 +32,18 @@ def moving_mean(loss: np.ndarray, window: int = WINDOW) -> np.ndarray:
 
 
 def steps_to_target(trace: Trace, target: float, *, window: int = WINDOW) -> int | None:
-    """The first step (counted from the run's start) whose moving-mean loss is <= ``target``."""
+    """Steps trained (counted by the trace's own step column, from its first row) when the moving
+    mean of the logged losses first falls to ``target``; a log written every N steps counts N
+    steps a row."""
     target = checks.finite("target", target)
     means = moving_mean(trace.loss, window)
     reached = np.flatnonzero(means <= target)
-    return int(reached[0]) + 1 if len(reached) else None
+    return steps_through(trace, int(reached[0])) if len(reached) else None
+
+
+def steps_through(trace: Trace, row: int) -> int:
+    """Steps trained from the trace's first row through ``row`` (both included), by its step column."""
+    return int(trace.step[row] - trace.step[0]) + 1
 
 
 def seconds_per_step(trace: Trace) -> float | None:
@@ -45,7 +52,7 @@ def seconds_per_step(trace: Trace) -> float | None:
     if "seconds_per_step" in meta:
         return checks.non_negative("seconds_per_step", meta["seconds_per_step"])
     if "seconds" in meta and len(trace):
-        return checks.non_negative("seconds", meta["seconds"]) / len(trace)
+        return checks.non_negative("seconds", meta["seconds"]) / steps_through(trace, len(trace) - 1)
     return None
 
 
@@ -148,7 +155,11 @@ def compare_cost(
         target_loss = _shared_final(chosen, baseline, window)
     target_loss = checks.finite("target_loss", target_loss)
     costs = [
-        RunCost(steps_to_target(trace, target_loss, window=window), len(trace), seconds_per_step(trace))
+        RunCost(
+            steps_to_target(trace, target_loss, window=window),
+            steps_through(trace, len(trace) - 1) if len(trace) else 0,
+            seconds_per_step(trace),
+        )
         for trace in (chosen, baseline)
     ]
     return CostComparison(target_loss, costs[0], costs[1], search_steps, price_per_gpu_hour)

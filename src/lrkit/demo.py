@@ -29,6 +29,7 @@ def demo_lrs(task: Task | str) -> tuple[float, float, float]:
     task = get_task(task) if isinstance(task, str) else task
     return task.default_lr * TOO_HIGH_FACTOR, task.default_lr / TOO_LOW_DIVISOR, task.default_lr
 SPIKE_WINDOW = 20  # steps of history a spike is judged against
+BLOWUP = 10.0  # a loss this many times its start has blown up
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,18 @@ class DemoRow:
         return self.result.lr
 
     @property
+    def blew_up(self) -> bool:
+        """The loss rose past ten times where it started at some point (then came back down)."""
+        loss = self.result.trace.loss
+        return bool(loss[0] > 0 and np.nanmax(loss) > BLOWUP * loss[0])
+
+    @property
     def behaviour(self) -> str:
         """A plain word for what the curve did."""
         if self.result.diverged:
             return "diverged"
+        if self.blew_up:
+            return "blew up"
         if self.spikes > 0 and self.progress < 0.9:
             return "oscillated"
         if self.progress < 0.2:
@@ -104,7 +113,7 @@ def expectations(rows: Sequence[DemoRow]) -> list[str]:
     best = max((row.result.metric or 0.0) for row in rows)
     for row in rows:
         metric = row.result.metric
-        if row.role == "too high" and not (row.result.diverged or row.spikes):
+        if row.role == "too high" and not (row.result.diverged or row.blew_up or row.spikes):
             notes.append(f"lr={row.lr:g} was meant to be too high, but its loss neither diverged nor spiked.")
         if row.role == "too high" and metric is not None and metric >= 0.9 * best:
             notes.append(f"lr={row.lr:g} was meant to be too high, but it still reached {metric:.0%} accuracy.")

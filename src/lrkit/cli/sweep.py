@@ -120,11 +120,20 @@ def _run_with_progress(plan, workers: int):
         return run_plan(plan, workers=workers, progress=lambda done, total: bar.update(job, completed=done))
 
 
+def _edge(best, finite: list) -> str | None:
+    """``"highest"`` or ``"lowest"`` when the best trial is at that end of three or more."""
+    if len(finite) < 3:
+        return None
+    lrs = [row.lr for row in finite]
+    return "highest" if best.lr == max(lrs) else "lowest" if best.lr == min(lrs) else None
+
+
 def _print_result(result) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    best = result.best if any(row.state == "complete" for row in result.trials) else None
+    finite = [row for row in result.trials if row.state == "complete" and math.isfinite(row.val_loss)]
+    best = result.best if finite else None
     searched = any(row.schedule is not None for row in result.trials)
     columns = ["trial", "lr", *(["schedule", "warmup"] if searched else []), "state", "val loss", "steps"]
     table = Table(*columns, title=f"study {result.study!r}")
@@ -141,7 +150,8 @@ def _print_result(result) -> None:
         table.add_row(str(row.number), f"{row.lr:.3g}", *schedule, state, loss, steps, style=style)
     Console().print(table)
     if best is None:
-        click.echo("no complete trial yet")
+        diverged = any(row.state == "complete" for row in result.trials)
+        click.echo("no LR to train with: every complete trial diverged; lower --max-lr" if diverged else "no complete trial yet")
         return
     schedule = f", schedule {best.schedule} with {best.warmup_steps} warmup steps" if best.schedule else ""
     click.echo(f"best trial #{best.number}: lr {best.lr:.4g}{schedule}, validation loss {best.val_loss:.4g}")
@@ -153,6 +163,9 @@ def _print_result(result) -> None:
             f"lr to train with {bowl.lr:.4g}: the minimum of a parabola in log LR through the best "
             f"{len(bowl.lrs)} complete trials (fitted loss {float(bowl.loss(bowl.lr)):.4g})"
         )
+    edge = _edge(best, finite)
+    if edge:
+        click.echo(f"note: the best trial is the {edge} LR that completed; the best rate may lie beyond it")
     if result.compute_fraction is not None:
         click.echo(
             f"steps spent {result.steps_spent:,}: {result.compute_fraction:.0%} of a full grid of "

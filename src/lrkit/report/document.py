@@ -192,8 +192,9 @@ def _summary(
         bound = "at least " if comparison.at_least else ""
         money = comparison.money_saved
         items.append(
-            f"The chosen LR reaches loss {comparison.target_loss:.3g} in {comparison.chosen_total_steps} steps "
-            f"(range test included) against {comparison.baseline_steps}: {bound}{comparison.steps_saved} steps saved"
+            f"The chosen LR reaches loss {comparison.target_loss:.3g} in {comparison.chosen_total_steps} steps"
+            + (" (range test included)" if comparison.search_steps else "")
+            + f" against {comparison.baseline_steps}: {bound}{comparison.steps_saved} steps saved"
             + ("" if money is None else f", {bound}{money:.4g} at {comparison.price_per_gpu_hour:g} per GPU-hour")
         )
         if money is None and comparison.price_per_gpu_hour is not None:

@@ -37,6 +37,7 @@ class TrialRow:
 
 
 MIN_FIT_SPAN = 0.1  # decades the fitted trials must span for their curvature to mean anything
+FLAT = 1e-9  # curvature over the span, relative to the losses' size, below which there is no bowl
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,11 @@ def fit_bowl(lrs: Sequence[float], losses: Sequence[float]) -> Bowl | None:
     if np.ptp(x) < MIN_FIT_SPAN or len(np.unique(x.round(6))) < 3:  # a parabola needs 3 distinct LRs
         return None
     a, b, c = (float(value) for value in np.polyfit(x, y, 2))
-    if not a > 0:
+    # a bowl curves by more than rounding over the fitted span (flat or straight losses fit a ~ 1e-16)
+    if not a * np.ptp(x) ** 2 > FLAT * max(float(np.abs(y).max()), float(np.ptp(y))):
         return None
     vertex = float(np.clip(-b / (2 * a), x.min(), x.max()))
-    return Bowl(lr=10.0**vertex, coefficients=(a, b, c), lrs=tuple(10.0**x))
+    return Bowl(lr=10.0**vertex, coefficients=(a, b, c), lrs=tuple(float(lr) for lr in 10.0**x))
 
 
 @dataclass(frozen=True)
@@ -101,10 +103,12 @@ class SweepResult:
 
     @property
     def best(self) -> TrialRow:
-        """The complete trial with the lowest validation loss."""
-        complete = [row for row in self.trials if row.state == "complete" and not math.isnan(row.val_loss)]
+        """The complete trial with the lowest finite validation loss (a diverged one never is)."""
+        complete = [row for row in self.trials if row.state == "complete" and math.isfinite(row.val_loss)]
         if not complete:
-            raise ValueError(f"study {self.study!r} has no complete trial yet")
+            ended = sum(row.state == "complete" for row in self.trials)
+            why = f"all {ended} complete trials diverged" if ended else "it has no complete trial yet"
+            raise ValueError(f"study {self.study!r} has no trial with a finite validation loss: {why}")
         return min(complete, key=lambda row: (row.val_loss, row.number))
 
     @property

@@ -158,6 +158,7 @@ def make_plan(
     checks.ordered("min_lr", min_lr, "max_lr", max_lr)
     n_trials = checks.integer("n_trials", n_trials, minimum=1)
     checks.one_of("sampler", sampler, SAMPLERS)
+    pruner = None if pruner == "none" else pruner  # the CLI's word for no pruning works here too
     checks.one_of("pruner", pruner, PRUNERS)
     workers = checks.integer("workers", workers, minimum=1)
     heartbeat_seconds = checks.integer("heartbeat_seconds", heartbeat_seconds, minimum=1)

@@ -15,7 +15,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from lrkit import checks
 
@@ -46,22 +46,35 @@ class StorageSpec:
 
 
 def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (paths and password-less URLs unchanged)."""
+    """``url`` with its passwords replaced by ``***``: the one in ``user:password@`` and any
+    ``password=`` query parameter (libpq's) (paths and password-less URLs unchanged)."""
     if "://" not in url:
         return url
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user, _, host = parts.netloc.rpartition("@")
-    name = user.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{name}:***@{host}"))
+    if parts.password is not None:
+        user, _, host = parts.netloc.rpartition("@")
+        parts = parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key.lower() == "password" for key, _ in query):
+        masked = [(key, "***" if key.lower() == "password" else value) for key, value in query]
+        parts = parts._replace(query=urlencode(masked, safe="*"))
+    return urlunsplit(parts)
+
+
+def _passwords(url: str) -> list[str]:
+    if "://" not in url:
+        return []
+    parts = urlsplit(url)
+    found = [value for key, value in parse_qsl(parts.query) if key.lower() == "password"]
+    return [password for password in (parts.password, *found) if password]
 
 
 def scrub(text: str, url: str) -> str:
-    """``text`` with every occurrence of ``url``'s password masked (for driver error messages)."""
-    password = urlsplit(url).password if "://" in url else None
+    """``text`` with every occurrence of ``url``'s passwords masked (for driver error messages)."""
     text = text.replace(url, mask_url(url))
-    return text.replace(password, "***") if password else text
+    for password in _passwords(url):
+        text = text.replace(password, "***")
+    return text
 
 
 def parse_storage(storage: str | Path | None) -> StorageSpec:

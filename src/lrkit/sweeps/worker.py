@@ -18,6 +18,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from numbers import Real
 
 import optuna
 from optuna.trial import TrialState
@@ -89,9 +90,15 @@ class TrialRunner:
             options["warmup_steps"] = trial.suggest_categorical("warmup_steps", self.warmup_steps)
         reporter = Reporter(trial)
         try:
-            value = float(self.objective(lr, reporter, **options))
+            returned = self.objective(lr, reporter, **options)
         finally:
             trial.set_user_attr(STEPS, reporter.steps)
+        if isinstance(returned, bool) or not isinstance(returned, Real):
+            raise TypeError(
+                f"the objective must return the validation loss as a number, got {returned!r} "
+                f"({type(returned).__name__}) at lr={lr:.4g}"
+            )
+        value = float(returned)
         if not math.isfinite(value):
             trial.set_user_attr(DIVERGED, True)
             return math.inf  # a result (the worst), not a failure to retry
