@@ -47,6 +47,18 @@ def test_csv_with_other_common_names_tabs_and_no_lr(tmp_path):
     assert np.isnan(trace.lr).all()
 
 
+def test_fractional_epochs_count_their_distinct_values_in_order(tmp_path):
+    # the only x-axis some logs have: epoch 0.25, 0.5, ...; rows sharing an epoch merge
+    path = write(tmp_path / "e.csv", "epoch,loss,val_loss\n0.25,2.0,\n0.5,1.5,\n0.5,,1.6\n0.75,1.2,\n1.0,1.0,1.1\n")
+    trace = read_log(path)
+    assert trace.step.tolist() == [0, 1, 2, 3] and trace.loss.tolist() == [2.0, 1.5, 1.2, 1.0]
+    assert trace.val_loss[1] == 1.6 and trace.meta["columns"]["step"] == "epoch"
+    with pytest.raises(ValueError, match=r"steps are not in order: epoch=0.25 in data row 3 follows 0.5"):
+        read_log(write(tmp_path / "back.csv", "epoch,loss\n0.25,2\n0.5,1.5\n0.25,1.2\n"))
+    with pytest.raises(ValueError, match="step column 'step' has 0.5 in data row 2; expected whole numbers"):
+        read_log(write(tmp_path / "s.csv", "step,loss\n0,2\n0.5,1.5\n"))
+
+
 def test_keras_style_epochs_are_the_steps(tmp_path):
     path = write(
         tmp_path / "training.log",

@@ -395,6 +395,22 @@ def _build(
     )
 
 
+def _ranked(path: Path, name: str, values: list[float | None]) -> list[int]:
+    """Each value's place among the distinct values of its column (a missing one repeats the last)."""
+    ranks, last, rank = [], None, -1
+    for number, value in enumerate(values, 1):
+        if value is None or not math.isfinite(value):
+            if last is None:
+                raise ValueError(f"{path}: step column {name!r} is empty in data row {number}")
+            value = last
+        if last is not None and value < last:
+            raise ValueError(f"{path}: steps are not in order: {name}={value!r} in data row {number} follows {last!r}")
+        rank += value != last
+        ranks.append(rank)
+        last = value
+    return ranks
+
+
 def _check_lr(path: Path, name: str | None, record: Record, number: int, step: int) -> None:
     """A logged learning rate is >= 0 and finite (NaN: not known at that step)."""
     value = record.get(name) if name else None
@@ -406,9 +422,18 @@ def _check_lr(path: Path, name: str | None, record: Record, number: int, step: i
 
 
 def _steps(path: Path, records: list[Record], name: str | None) -> list[int]:
-    """Each record's step (the row number when the log has no step column); must not go back."""
+    """Each record's step (the row number when the log has no step column); must not go back.
+
+    A fractional epoch column (``epoch`` 0.25, 0.5, ... as Hugging Face logs it) counts its
+    distinct values in order instead: the curve's shape is the same, only the axis is renumbered.
+    """
     if name is None:
         return list(range(len(records)))
+    if "epoch" in name.lower():
+        values = [record.get(name) for record in records]
+        known = [value for value in values if value is not None and math.isfinite(value)]
+        if known and any(value != int(value) for value in known):
+            return _ranked(path, name, values)
     steps, last = [], None
     for number, record in enumerate(records, 1):
         value = record.get(name)
