@@ -102,7 +102,10 @@ HISTORY = (
     "frozen, scored 72.7% against 70.9% for version 2 (pre-registered: keep it if not lower): "
     "[diagnose_heldout3.md](diagnose_heldout3.md). Every curve retrained on another machine "
     "(2026-12-01, same code and seeds; CPU arithmetic differs between machines) gave 91.2% here "
-    "and 71.2% on set 3, where one 10x curve of heldout3-digits-adamw-wsd came out differently."
+    "and 71.2% on set 3, where one 10x curve of heldout3-digits-adamw-wsd came out differently. "
+    "A spike's persistence was then counted from the first point of its run of high points rather "
+    "than from its highest (a fix found on synthetic curves, where a lasting 3-step spike whose last "
+    "point was the highest went uncounted): 91.2% here, 58.9% on set 1, 74.2% on set 3."
 )
 KEPT = 0.9  # a high-LR run "ends worse" when it keeps less than this share of the best improvement
 

@@ -268,6 +268,18 @@ def test_evidence_locates_spikes_and_the_best_point():
     ]
 
 
+@pytest.mark.parametrize("where", [0.25, 0.35, 0.6, 0.85])
+def test_a_lasting_spike_counts_wherever_its_highest_point_falls(where):
+    def rising_spike(t):  # three steps up, highest last, then straight back down
+        values = decay(8)(t).copy()
+        at = int(where * (len(t) - 1))
+        values[at : at + 3] += [0.8, 0.9, 1.0]
+        return values
+
+    result = diagnose(make(rising_spike, n=1000, noise=0.02, floor=0.2))
+    assert result.evidence.spike_count == 1, str(result)
+
+
 def test_single_bad_batches_are_not_spikes():
     trace = make(
         with_spikes(decay(8), [0.3, 0.5, 0.7, 0.9], 1.5, lasting=False), noise=0.02, floor=0.2
@@ -617,3 +629,16 @@ def test_a_perfectly_flat_loss_is_a_plateau_without_numeric_warnings(level):
         warnings.simplefilter("error")  # no 0 * inf on a curve with no noise at all
         result = diagnose(trace)
     assert result.verdict == "plateau" and result.lr_factor > 1
+
+
+def test_a_tenfold_raise_rests_only_on_rules_that_fired():
+    from dataclasses import replace
+
+    from lrkit.diagnosis import HALF_TIME, TREND, _lr_factor
+
+    evidence = diagnose(FAMILIES["too_low"][0]).evidence
+    decayed = replace(evidence, trend=0.0, lr_trend=4 * TREND, lr_trend_z=10.0, half_time=1.2 * HALF_TIME)
+    # a steep pace per LR spent, but the decay gained more than the LR it spent: that rule did not fire
+    assert _lr_factor("too_low", replace(decayed, decay_gain=1.01)) == 3.0
+    assert _lr_factor("too_low", replace(decayed, decay_gain=0.9)) == 10.0
+

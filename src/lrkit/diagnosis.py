@@ -358,9 +358,9 @@ def _noise(values: np.ndarray) -> float:
 
 def _spikes(loss: np.ndarray, residual: np.ndarray, sigma: float, unit: float) -> list[int]:
     """Index of the highest point of each run of points far above the trend that lasts: an
-    unstable step damages the weights, so the loss stays above half the spike's threshold for
-    ``SPIKE_POINTS`` points or more, while one or two hard batches leave the losses after them
-    alone. A point that merely stands below the loss just before it (a fast fall the trend cuts
+    unstable step damages the weights, so from the run's first point the loss stays above half the
+    spike's threshold for ``SPIKE_POINTS`` points or more (wherever in the run its highest point
+    falls), while one or two hard batches leave the losses after them alone. A point that merely stands below the loss just before it (a fast fall the trend cuts
     short) is no spike."""
     threshold = max(SPIKE_SIGMAS * sigma, SPIKE_SHARE * unit)
     above = residual > threshold
@@ -372,11 +372,11 @@ def _spikes(loss: np.ndarray, residual: np.ndarray, sigma: float, unit: float) -
             while stop + 1 < len(above) and above[stop + 1]:
                 stop += 1
             peak = index + int(np.argmax(residual[index : stop + 1]))
-            after = peak
+            after = stop
             while after + 1 < len(above) and residual[after + 1] > threshold / 2:
                 after += 1
             rose = peak == 0 or loss[peak] > np.median(loss[max(0, peak - 3) : peak])
-            if after - peak + 1 >= SPIKE_POINTS and rose:
+            if after - index + 1 >= SPIKE_POINTS and rose:
                 peaks.append(peak)
             index = stop + 1
         else:
@@ -585,7 +585,10 @@ def _judge(e: Evidence) -> tuple[str, float, list[str]]:
          f"the loss climbed back {e.rebound:.2f}x the progress above its best so far "
          f"(step {e.rebound_step})"),
         (e.noise_to_progress, NOISE_TO_PROGRESS, True,
-         f"noise swamps progress (noise-to-progress {e.noise_to_progress:.2f})"),
+         "noise swamps progress (" + (
+             f"noise-to-progress {e.noise_to_progress:.2f})" if math.isfinite(e.noise_to_progress)
+             else f"the loss kept none of its fall: it ends at {e.end:.4g}, started at {e.start:.4g})"
+         )),
         (e.oscillation, OSCILLATION,
          e.noise_to_progress >= NOISE_TO_PROGRESS / 4 and not still_falling,
          f"the loss oscillates step to step (anti-correlation {e.oscillation:.2f})"),
@@ -632,8 +635,8 @@ def _judge(e: Evidence) -> tuple[str, float, list[str]]:
         _margin(closest, 1.0),
         [
             f"fell from {e.start:.4g} to {e.end:.4g}, half of it {_half_when(e)}, and levelled "
-            f"off (trend {e.trend:.2f}, noise-to-progress "
-            f"{e.noise_to_progress:.2f}, {e.spike_count} spikes)"
+            f"off (trend {round(e.trend, 2) + 0.0:.2f}, noise-to-progress "
+            f"{e.noise_to_progress:.2f}, {e.spike_count} spike{'' if e.spike_count == 1 else 's'})"
         ],
     )
 
@@ -652,9 +655,13 @@ def _lr_factor(verdict: str, e: Evidence) -> float:
     if verdict == "too_high":
         far = e.late_rise >= 1 or e.noise_to_progress >= 2 * NOISE_TO_PROGRESS
         return 0.1 if far else 1 / 3
-    if verdict == "too_low":
-        trend = e.lr_trend if math.isfinite(e.lr_trend) else e.trend
-        far = trend >= 4 * TREND or e.half_time >= 2.5 * HALF_TIME
+    if verdict == "too_low":  # only the paces whose rules fired (the reasons show them) count
+        decayed = math.isfinite(e.lr_trend)
+        paces = [
+            e.trend if e.trend_z >= TREND_Z and not decayed else 0.0,
+            e.lr_trend if decayed and e.lr_trend_z >= TREND_Z and not e.decay_gain > 1 else 0.0,
+        ]
+        far = max(paces) >= 4 * TREND or e.half_time >= 2.5 * HALF_TIME
         return 10.0 if far else 3.0
     if verdict == "plateau":
         return 3.0
