@@ -59,6 +59,15 @@ def test_fractional_epochs_count_their_distinct_values_in_order(tmp_path):
         read_log(write(tmp_path / "s.csv", "step,loss\n0,2\n0.5,1.5\n"))
 
 
+def test_a_named_column_matches_up_to_case_as_guessed_ones_do(tmp_path):
+    path = write(tmp_path / "c.csv", "Iteration,Train Loss,objective\n1,3.0,9\n2,2.5,8\n")
+    trace = read_log(path, step="ITERATION", loss="train_loss")
+    assert trace.step.tolist() == [1, 2] and trace.loss.tolist() == [3.0, 2.5]
+    assert trace.meta["columns"]["step"] == "Iteration" and trace.meta["columns"]["loss"] == "Train Loss"
+    with pytest.raises(ValueError, match="no column 'iters' \\(given for step\\)"):
+        read_log(path, step="iters")
+
+
 def test_keras_style_epochs_are_the_steps(tmp_path):
     path = write(
         tmp_path / "training.log",
@@ -264,6 +273,19 @@ def test_hugging_face_trainer_state_log_history(tmp_path):
     assert trace.step.tolist() == [10, 20, 30]
     assert trace.lr.tolist() == [5e-5, 4e-5, 3e-5] and trace.grad_norm.tolist() == [3.0, 2.0, 1.5]
     assert np.isnan(trace.val_loss[0]) and trace.val_loss[1] == 2.1
+
+
+def test_a_hugging_face_output_folder_reads_its_latest_checkpoint(tmp_path):
+    for step in (500, 1000, 1500):  # checkpoint-1500 sorts before checkpoint-500 as text
+        history = [{"step": s, "loss": 3.0 / s, "learning_rate": 1e-4} for s in range(10, step + 1, 10)]
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step, "log_history": history}))
+    trace = read_log(tmp_path)
+    assert trace.step[-1] == 1500 and len(trace) == 150
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no metrics.csv, TensorBoard event file or trainer_state.json"):
+        read_log(tmp_path / "empty")
 
 
 def test_a_line_that_is_not_json_is_named(tmp_path):

@@ -78,7 +78,8 @@ def read_log(
 ) -> Trace:
     """The Trace in a training log; the format comes from the name or the content unless given.
 
-    ``path`` may be a folder holding a Lightning ``metrics.csv`` or TensorBoard event files. The
+    ``path`` may be a folder holding a Lightning ``metrics.csv``, TensorBoard event files or
+    Hugging Face checkpoints (the latest ``trainer_state.json`` is read). The
     keyword column names override detection (for CSV and JSON the key, for TensorBoard the tag).
     """
     path = Path(path)
@@ -103,12 +104,23 @@ def _log_in_folder(folder: Path) -> Path:
     found = sorted(folder.rglob("metrics.csv")) + sorted(folder.rglob("*tfevents*"))
     places = sorted({file.parent for file in found})
     if not places:
-        raise ValueError(f"{folder}: no metrics.csv or TensorBoard event file in this folder")
+        states = sorted(folder.rglob("trainer_state.json"), key=_checkpoint_number)
+        if states:  # a Hugging Face output folder: the latest checkpoint holds the whole history
+            return states[-1]
+        raise ValueError(
+            f"{folder}: no metrics.csv, TensorBoard event file or trainer_state.json in this folder"
+        )
     if len(places) > 1:
         listed = ", ".join(str(place) for place in places[:5])
         raise ValueError(f"{folder}: holds several runs ({listed}); name one of them")
     metrics = places[0] / "metrics.csv"
     return metrics if metrics.exists() else places[0]
+
+
+def _checkpoint_number(state: Path) -> int:
+    """The N of a ``checkpoint-N`` folder holding ``state`` (-1 for any other folder)."""
+    match = re.fullmatch(r"checkpoint-(\d+)", state.parent.name)
+    return int(match.group(1)) if match else -1
 
 
 def _detect(path: Path) -> str:
@@ -317,11 +329,13 @@ def _columns(path: Path, available: Iterable[str], chosen: Mapping[str, str]) ->
     found: dict[str, str] = {}
     for column, candidates in CANDIDATES.items():
         if column in chosen:
-            if chosen[column] not in available:
+            # the exact name, else the one column it names up to case and punctuation, as guessing does
+            named = chosen[column] if chosen[column] in available else by_normal.get(_normal(chosen[column]))
+            if named is None:
                 raise ValueError(
                     f"{path}: no column {chosen[column]!r} (given for {column}); columns: {', '.join(available)}"
                 )
-            found[column] = chosen[column]
+            found[column] = named
             continue
         match = next((by_normal[name] for name in candidates if name in by_normal), None)
         if match is None and column == "lr":
