@@ -116,3 +116,13 @@ def test_bad_arguments_are_named() -> None:
     nothing = Trace(step=[0, 1], lr=[1, 1], loss=[math.nan, math.nan])
     with pytest.raises(ValueError, match="neither run ended below where it began"):
         compare_cost(nothing, nothing)
+
+
+def test_two_runs_of_one_task_share_a_step_time_so_saved_steps_are_saved_seconds() -> None:
+    chosen = decay(10, 400, task="digits-mlp", seconds_per_step=0.0011)  # timing noise between runs
+    baseline = decay(12, 400, task="digits-mlp", seconds_per_step=0.0009)
+    cost = compare_cost(chosen, baseline, target_loss=0.05)
+    assert cost.chosen.seconds_per_step == cost.baseline.seconds_per_step == pytest.approx(0.001)
+    assert cost.steps_saved > 0 and cost.seconds_saved == pytest.approx(cost.steps_saved * 0.001)
+    other = compare_cost(decay(10, 400, task="a", seconds_per_step=0.0011), baseline, target_loss=0.05)
+    assert other.chosen.seconds_per_step == 0.0011  # different models keep their own step times

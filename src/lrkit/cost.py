@@ -2,8 +2,10 @@
 
 Pure NumPy on Traces. A run "reaches" a target when the moving mean of its training loss first
 falls to it (a mean, so one lucky batch does not count). Time comes from each run's measured
-seconds per step (``trace.meta["seconds"]`` over its steps, or ``meta["seconds_per_step"]``);
-steps spent choosing the rate (a range test) are charged to the chosen run.
+seconds per step (``trace.meta["seconds"]`` over its steps, or ``meta["seconds_per_step"]``); two
+runs of the same task (``meta["task"]``) share the mean of their rates, since one model's step costs
+the same at any LR and a difference is timing noise. Steps spent choosing the rate (a range test)
+are charged to the chosen run.
 """
 
 from __future__ import annotations
@@ -154,13 +156,17 @@ def compare_cost(
     if target_loss is None:
         target_loss = _shared_final(chosen, baseline, window)
     target_loss = checks.finite("target_loss", target_loss)
+    rates = [seconds_per_step(trace) for trace in (chosen, baseline)]
+    same_task = chosen.meta.get("task") is not None and chosen.meta.get("task") == baseline.meta.get("task")
+    if same_task and None not in rates:  # one model: its step costs the same at any LR, up to timing noise
+        rates = [sum(rates) / 2] * 2  # type: ignore[operator]
     costs = [
         RunCost(
             steps_to_target(trace, target_loss, window=window),
             steps_through(trace, len(trace) - 1) if len(trace) else 0,
-            seconds_per_step(trace),
+            rate,
         )
-        for trace in (chosen, baseline)
+        for trace, rate in zip((chosen, baseline), rates, strict=True)
     ]
     return CostComparison(target_loss, costs[0], costs[1], search_steps, price_per_gpu_hour)
 
