@@ -15,8 +15,13 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+def is_real(value: object) -> bool:
+    """A real number, and not a bool (which Python counts as an integer)."""
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
 def _require_real(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
+    if not is_real(value):
         raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
     number = float(value)
     if math.isnan(number):

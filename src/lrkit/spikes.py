@@ -18,7 +18,6 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
-from numbers import Real
 
 from lrkit import checks
 
@@ -134,7 +133,7 @@ def find_spikes(losses: Sequence[float], rule: SpikeRule | None = None) -> list[
     rule = rule or SpikeRule()
     state, found = SpikeState(), []
     for index, loss in enumerate(losses):
-        if isinstance(loss, bool) or not isinstance(loss, Real):
+        if not checks.is_real(loss):
             raise TypeError(f"{allowed}, got {loss!r} ({type(loss).__name__}) at index {index}")
         state, verdict = rule.update(state, float(loss))
         if verdict is Verdict.SPIKE:

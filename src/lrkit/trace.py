@@ -16,12 +16,13 @@ import math
 import reprlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from numbers import Real
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+
+from lrkit import checks
 
 COLUMNS = ("step", "lr", "loss", "val_loss", "grad_norm")
 _OPTIONAL = ("val_loss", "grad_norm")
@@ -50,7 +51,7 @@ def _column(name: str, values: Iterable[float] | np.ndarray) -> np.ndarray:
         raise ValueError(f"{allowed}, got shape {array.shape}")
     if array.dtype.kind not in "iuf":
         items = np.asarray(values, dtype=object).tolist()  # as given, before NumPy coerced them
-        index = next((i for i, item in enumerate(items) if not _is_number(item)), None)
+        index = next((i for i, item in enumerate(items) if not checks.is_real(item)), None)
         if index is not None:
             item = items[index]
             raise TypeError(f"{allowed}, got {item!r} ({type(item).__name__}) at index {index}")
@@ -62,10 +63,6 @@ def _column(name: str, values: Iterable[float] | np.ndarray) -> np.ndarray:
         index = int(fractional[0])
         raise ValueError(f"step must hold whole numbers, got {float(steps[index])!r} at index {index}")
     return _frozen(np.array(array, dtype=np.int64))
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:

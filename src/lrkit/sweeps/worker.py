@@ -18,7 +18,6 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from numbers import Real
 
 import optuna
 from optuna.trial import TrialState
@@ -93,7 +92,7 @@ class TrialRunner:
             returned = self.objective(lr, reporter, **options)
         finally:
             trial.set_user_attr(STEPS, reporter.steps)
-        if isinstance(returned, bool) or not isinstance(returned, Real):
+        if not checks.is_real(returned):
             raise TypeError(
                 f"the objective must return the validation loss as a number, got {returned!r} "
                 f"({type(returned).__name__}) at lr={lr:.4g}"

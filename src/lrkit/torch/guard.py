@@ -19,7 +19,6 @@ import inspect
 import logging
 import math
 from dataclasses import dataclass
-from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -388,7 +387,7 @@ def _number(name: str, value: object) -> float:
         if value.dtype == torch.bool or value.is_complex():
             raise TypeError(f"{allowed}, got a tensor of dtype {value.dtype}")
         return float(value.item())
-    if isinstance(value, bool) or not isinstance(value, Real):
+    if not checks.is_real(value):
         raise TypeError(f"{allowed}, got {value!r} ({type(value).__name__})")
     return float(value)
 
