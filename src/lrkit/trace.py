@@ -243,9 +243,12 @@ class TraceBuilder:
         val_loss: float = math.nan,
         grad_norm: float = math.nan,
     ) -> None:
-        values = (step, lr, loss, val_loss, grad_norm)
-        for name, value in zip(COLUMNS, values, strict=True):
-            self._columns[name].append(value)
+        columns = self._columns  # one append per column, spelled out: this runs every training step
+        columns["step"].append(step)
+        columns["lr"].append(lr)
+        columns["loss"].append(loss)
+        columns["val_loss"].append(val_loss)
+        columns["grad_norm"].append(grad_norm)
 
     def set_val_loss(self, val_loss: float) -> None:
         """Attach a validation loss to the latest step."""

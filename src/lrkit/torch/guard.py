@@ -380,6 +380,8 @@ class Guard:
 
 def _number(name: str, value: object) -> float:
     """A loss as a float: a real number or a one-element tensor (NaN and infinity are losses too)."""
+    if type(value) is float:  # the common case, every step
+        return value
     allowed = f"{name} must be a number or a one-element tensor"
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
