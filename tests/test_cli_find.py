@@ -65,6 +65,66 @@ def test_find_with_a_user_entry_in_the_current_folder(tmp_path: Path, capsys, mo
     sys.modules.pop("my_setup", None)
 
 
+FRAMEWORK_ENTRY = """
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from transformers import Trainer, TrainingArguments
+
+def data():
+    torch.manual_seed(0)
+    x = torch.randn(256, 4)
+    return x, (x.sum(1) > 0).long()
+
+class Module(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+
+    def training_step(self, batch, batch_idx):
+        return nn.functional.cross_entropy(self.net(batch[0]), batch[1])
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+def lightning_pair():
+    return Module(), torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*data()), batch_size=16)
+
+class Records(torch.utils.data.Dataset):
+    def __init__(self):
+        self.x, self.y = data()
+    def __len__(self):
+        return len(self.y)
+    def __getitem__(self, i):
+        return {"x": self.x[i], "labels": self.y[i]}
+
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+    def forward(self, x, labels):
+        return {"loss": nn.functional.cross_entropy(self.net(x), labels)}
+
+def trainer(folder="hf-out"):
+    args = TrainingArguments(folder, per_device_train_batch_size=16, report_to=[], use_cpu=True)
+    return Trainer(model=Model(), args=args, train_dataset=Records())
+"""
+
+
+@pytest.mark.parametrize(("function", "optimizer"), [("lightning_pair", "Adam"), ("trainer", "AdamW")])
+def test_find_with_an_entry_that_returns_a_framework_object(
+    function, optimizer, tmp_path: Path, capsys, monkeypatch
+):
+    (tmp_path / "framework_setup.py").write_text(textwrap.dedent(FRAMEWORK_ENTRY))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    code = main(["find", "--entry", f"framework_setup:{function}", "--steps", "20", "--out", str(tmp_path / "o")])
+    assert code == 0, capsys.readouterr().err
+    trace = Trace.load(tmp_path / "o" / "range_test.csv")
+    assert 10 <= len(trace) <= 20 and trace.meta["optimizer"] == optimizer
+    sys.modules.pop("framework_setup", None)
+
+
 def test_an_error_in_the_users_code_keeps_its_traceback_and_exits_1(tmp_path: Path, capsys, monkeypatch):
     (tmp_path / "my_setup.py").write_text(textwrap.dedent(ENTRY))
     monkeypatch.chdir(tmp_path)
@@ -94,7 +154,7 @@ def test_an_error_in_the_users_code_keeps_its_traceback_and_exits_1(tmp_path: Pa
         (["find", "--entry", "my_setup:missing"], "my_setup has no function 'missing'"),
         (
             ["find", "--entry", "my_setup:broken"],
-            "must return (model, optimizer, loss_fn, train_loader), got str",
+            "must return (model, optimizer, loss_fn, train_loader), a transformers Trainer, or a LightningModule",
         ),
     ],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -13,15 +14,38 @@ from lrkit.cli.output import writable_folder
 from lrkit.report import write_report
 from lrkit.torch.finder import FinderResult, find_lr, find_task_lr
 
+ENTRY_RETURNS = (
+    "(model, optimizer, loss_fn, train_loader), a transformers Trainer, "
+    "or a LightningModule (with its train_dataloader, or as (module, loader or datamodule))"
+)
 
-def load_entry(spec: str) -> tuple[Any, Any, Any, Any]:
-    """Call ``module:function`` and return its (model, optimizer, loss_fn, train_loader)."""
+
+def find_entry_lr(spec: str, **options: Any) -> FinderResult:
+    """Call ``module:function`` and run the range test on what it returns (see ``ENTRY_RETURNS``)."""
     made = load_function(spec)()
-    if not isinstance(made, tuple | list) or len(made) != 4:
-        raise click.UsageError(
-            f"--entry {spec!r} must return (model, optimizer, loss_fn, train_loader), got {type(made).__name__}"
-        )
-    return tuple(made)
+    # the frameworks are looked up only if the user's code imported them (the CLI never imports them)
+    trainer = getattr(sys.modules.get("transformers"), "Trainer", None)
+    lightning = sys.modules.get("lightning.pytorch")
+    module = getattr(lightning, "LightningModule", None)
+    if trainer is not None and isinstance(made, trainer):
+        from lrkit.integrations.hf import find_lr as find_trainer_lr
+
+        return find_trainer_lr(made, **options)
+    parts = tuple(made) if isinstance(made, tuple | list) else (made,)
+    if module is not None and isinstance(parts[0], module) and len(parts) <= 2:
+        from lrkit.integrations.lightning import find_lr as find_module_lr
+
+        data = {} if len(parts) == 1 else _lightning_data(parts[1], lightning)
+        return find_module_lr(parts[0], **data, **options)
+    if len(parts) != 4:
+        raise click.UsageError(f"--entry {spec!r} must return {ENTRY_RETURNS}, got {type(made).__name__}")
+    return find_lr(*parts, **options)
+
+
+def _lightning_data(data: Any, lightning: Any) -> dict[str, Any]:
+    if isinstance(data, lightning.LightningDataModule):
+        return {"datamodule": data}
+    return {"train_dataloaders": data}
 
 
 @click.command()
@@ -33,7 +57,7 @@ def load_entry(spec: str) -> tuple[Any, Any, Any, Any]:
 @click.option(
     "--entry",
     default=None,
-    help="module:function returning (model, optimizer, loss_fn, train_loader).",
+    help=f"module:function returning {ENTRY_RETURNS}.",
 )
 @click.option(
     "--min-lr", default=1e-7, show_default=True, type=float, help="Lowest LR of the sweep."
@@ -91,7 +115,7 @@ def command(
         if task is not None:
             result = find_task_lr(task, budget=budget, **options)
         else:
-            result = find_lr(*load_entry(entry), **options)
+            result = find_entry_lr(entry, **options)
     console.print(summary(result, task or entry))
     png, csv_path = folder / "range_test.png", folder / "range_test.csv"
     result.plot(path=png)

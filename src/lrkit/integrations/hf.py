@@ -1,4 +1,10 @@
-"""``GuardCallback`` for the Hugging Face Trainer: :class:`lrkit.Guard` driven by its callback events.
+"""Hugging Face Trainer (extra ``hf``): the range test on a Trainer, and :class:`lrkit.Guard` as a callback.
+
+:func:`find_lr` runs :func:`lrkit.find_lr` on the model, optimizer, loss and training batches the
+Trainer itself would use, and leaves the Trainer as it found it (no optimizer created behind
+its back: setting ``args.learning_rate`` afterwards takes effect).
+
+``GuardCallback``: :class:`lrkit.Guard` driven by the Trainer's callback events.
 
 The Trainer does not hand callbacks the loss, so the callback reads ``outputs.loss`` from a forward
 hook on the model (averaged over gradient-accumulation micro-batches). The step is judged in
@@ -12,9 +18,35 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback
 
+from lrkit.torch.finder import FinderResult
+from lrkit.torch.finder import find_lr as _find_lr
 from lrkit.torch.guard import Guard
+
+
+def find_lr(trainer: Trainer, **options: Any) -> FinderResult:
+    """The LR range test on ``trainer``: its model, the optimizer ``create_optimizer`` makes (or the
+    one given to the Trainer), its ``compute_loss`` and its training batches.
+
+    Gradient accumulation and bf16/fp16 follow ``trainer.args`` unless ``options`` say otherwise;
+    ``options`` are :func:`lrkit.find_lr`'s (``steps``, ``min_lr``, ``max_lr``, ...). Train with
+    the result by setting ``trainer.args.learning_rate = result.lr`` before ``trainer.train()``.
+    """
+    if not isinstance(trainer, Trainer):
+        raise TypeError(f"trainer must be a transformers.Trainer, got {type(trainer).__name__}")
+    args = trainer.args
+    options.setdefault("accumulation_steps", args.gradient_accumulation_steps)
+    options.setdefault("precision", "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32")
+    given = trainer.optimizer  # an optimizer passed to the Trainer stays; one made here is dropped after
+    try:
+        optimizer = trainer.create_optimizer()
+        loader = trainer.get_train_dataloader()
+        return _find_lr(
+            trainer.model, optimizer, lambda model, batch: trainer.compute_loss(model, batch), loader, **options
+        )
+    finally:
+        trainer.optimizer = given
 
 
 class GuardCallback(TrainerCallback):
