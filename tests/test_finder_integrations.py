@@ -91,6 +91,9 @@ def test_lightning_datamodule_is_set_up_for_fit():
     class Data(pl.LightningDataModule):
         stages: list[str] = []
 
+        def prepare_data(self):
+            self.stages.append("prepare")
+
         def setup(self, stage):
             self.stages.append(stage)
 
@@ -99,7 +102,7 @@ def test_lightning_datamodule_is_set_up_for_fit():
 
     data = Data()
     lrkit_lightning.find_lr(Classifier(), datamodule=data, steps=20)
-    assert data.stages == ["fit"]
+    assert data.stages == ["prepare", "fit"]
 
 
 @pytest.mark.parametrize(

@@ -39,8 +39,8 @@ def find_lr(
     """The LR range test on ``module``: its ``training_step`` gives the loss, its
     ``configure_optimizers`` the optimizer (a fresh one, as ``fit`` would make).
 
-    The batches come from ``train_dataloaders``, else ``datamodule`` (``setup("fit")`` is called),
-    else the module's own ``train_dataloader()``. ``options`` are :func:`lrkit.find_lr`'s
+    The batches come from ``train_dataloaders``, else ``datamodule`` (prepared and set up for
+    ``"fit"``), else the module's own ``train_dataloader()``. ``options`` are :func:`lrkit.find_lr`'s
     (``steps``, ``min_lr``, ``max_lr``, ``accumulation_steps``, ``precision``, ...). With
     ``attribute`` (e.g. ``"lr"``), a usable suggestion is written where Lightning's Tuner writes
     it (``module.<attribute>`` or ``module.hparams[attribute]``).
@@ -89,6 +89,7 @@ def _train_loader(
             raise TypeError(
                 f"datamodule must be a lightning.pytorch.LightningDataModule, got {type(datamodule).__name__}"
             )
+        datamodule.prepare_data()  # as Trainer.fit would, before setup
         datamodule.setup("fit")
         return datamodule.train_dataloader()
     if not is_overridden("train_dataloader", module):
