@@ -52,10 +52,11 @@ def test_round_trip_restores_model_optimizer_and_scheduler_exactly(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), other.parameters(), strict=True))
 
 
-def _write_forever(path: pathlib.Path, step: int) -> None:
+def _write_forever(path: pathlib.Path, step: int, writing) -> None:
     """Child process: write checkpoints from ``step`` on; every weight of step s equals s."""
     torch.set_num_threads(1)
     model = nn.Linear(1000, 1000)
+    writing.set()  # started up: from now on a kill lands in the writing loop
     while True:
         step += 1
         with torch.no_grad():
@@ -78,9 +79,11 @@ def test_sigkill_during_writes_leaves_the_previous_checkpoint_loadable(tmp_path)
     rng = random.Random(0)
     last_step, kills = 0, 20
     for _ in range(kills):
-        writer = context.Process(target=_write_forever, args=(path, last_step), daemon=True)
+        writing = context.Event()
+        writer = context.Process(target=_write_forever, args=(path, last_step, writing), daemon=True)
         writer.start()
-        time.sleep(rng.uniform(0.01, 0.25))
+        assert writing.wait(timeout=120), "the writer process did not start"
+        time.sleep(rng.uniform(0.01, 0.25))  # a start-up on a busy machine no longer eats this
         writer.kill()  # SIGKILL
         writer.join()
         assert writer.exitcode == -signal.SIGKILL
