@@ -331,6 +331,18 @@ def test_bad_arguments_name_what_is_allowed():
     Guard(model, optimizer, rule=SpikeRule(window=10, warmup_steps=5))
 
 
+def test_a_scheduler_of_another_optimizer_is_refused():
+    model, first, _, _ = setup()
+    scheduler = lrkit.ScheduleLR(first, lrkit.parse_schedule("constant(0.01)"))
+    replaced = torch.optim.AdamW(model.parameters(), lr=0.01)  # e.g. rebuilt from param groups
+    with pytest.raises(ValueError, match=r"scheduler \(ScheduleLR\) is attached to another optimizer"):
+        Guard(model, replaced, scheduler=scheduler)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(first)
+    with pytest.raises(ValueError, match="attached to another optimizer"):
+        Guard(model, replaced, scheduler=plateau)
+    Guard(model, first, scheduler=scheduler)
+
+
 NOT_A_LOSS = [
     ("loss", TypeError, r"got 'loss' \(str\)$"),
     (None, TypeError, r"got None \(NoneType\)$"),

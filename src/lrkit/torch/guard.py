@@ -93,6 +93,11 @@ class Guard:
             raise TypeError(f"rule must be a lrkit.spikes.SpikeRule or None, got {type(rule).__name__}")
         if trace is not None and not isinstance(trace, TraceBuilder):
             raise TypeError(f"trace must be a lrkit.trace.TraceBuilder or None, got {type(trace).__name__}")
+        if optimizer not in _wrapped(getattr(scheduler, "optimizer", optimizer)):  # it would schedule one nobody steps
+            raise ValueError(
+                f"scheduler ({type(scheduler).__name__}) is attached to another optimizer than the one "
+                "given; build the scheduler on the optimizer the guard steps"
+            )
         self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
         self.rule = rule or SpikeRule()
         self.snapshot_every = checks.integer("snapshot_every", snapshot_every, minimum=1)
@@ -392,6 +397,14 @@ def _number(name: str, value: object) -> float:
     if not checks.is_real(value):
         raise TypeError(f"{allowed}, got {value!r} ({type(value).__name__})")
     return float(value)
+
+
+def _wrapped(optimizer: Any) -> list[Any]:
+    """The optimizer and those it wraps (accelerate's and Lightning's wrappers hold the real one)."""
+    chain = [optimizer]
+    while (inner := getattr(chain[-1], "optimizer", None)) is not None and len(chain) < 8:
+        chain.append(inner)
+    return chain
 
 
 def _scale_lrs(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) -> None:
