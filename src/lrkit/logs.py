@@ -112,6 +112,8 @@ def _log_in_folder(folder: Path) -> Path:
         )
     if len(places) > 1:
         listed = ", ".join(str(place) for place in places[:5])
+        if len(places) > 5:
+            listed += f" and {len(places) - 5} more"
         raise ValueError(f"{folder}: holds several runs ({listed}); name one of them")
     metrics = places[0] / "metrics.csv"
     return metrics if metrics.exists() else places[0]

@@ -145,7 +145,11 @@ def divergence_index(loss: np.ndarray, *, window: float) -> int | None:
 
 
 def suggest(trace: Trace, *, use: str = "auto", window: float | None = None) -> Suggestion:
-    """Suggest an LR from a range-test Trace (``use``: "loss", "val_loss" or "auto" = val if recorded)."""
+    """Suggest an LR from a range-test Trace (``use``: "loss", "val_loss" or "auto" = val if recorded).
+
+    The default ``window`` is a twentieth of the sweep's planned steps (``meta["planned_steps"]``,
+    which ``find_lr`` records, so a test that stopped early reads as it did), else of its length.
+    """
     if not isinstance(trace, Trace):
         raise TypeError(f"trace must be a lrkit Trace, got {type(trace).__name__}")
     checks.one_of("use", use, ("auto", "loss", "val_loss"))
@@ -166,7 +170,9 @@ def suggest(trace: Trace, *, use: str = "auto", window: float | None = None) -> 
     # divergence is a property of training, so it is read on the training loss even when the
     # suggestion reads the validation loss (a noise-free validation loss makes any drift look huge)
     watched = np.asarray(trace.loss, dtype=float)
-    return _suggest(lr, loss, column, window or default_window(len(lr)), watched)
+    planned = trace.meta.get("planned_steps")
+    points = planned if checks.is_real(planned) and planned >= len(lr) else len(lr)
+    return _suggest(lr, loss, column, window or default_window(points), watched)
 
 
 def _unusable(reason: str, **evidence: float) -> Suggestion:

@@ -38,7 +38,10 @@ def find_entry_lr(spec: str, **options: Any) -> FinderResult:
         data = {} if len(parts) == 1 else _lightning_data(parts[1], lightning)
         return find_module_lr(parts[0], **data, **options)
     if len(parts) != 4:
-        raise click.UsageError(f"--entry {spec!r} must return {ENTRY_RETURNS}, got {type(made).__name__}")
+        got = type(made).__name__
+        if isinstance(made, tuple | list):
+            got = f"a {got} of {len(parts)} items"
+        raise click.UsageError(f"--entry {spec!r} must return {ENTRY_RETURNS}, got {got}")
     return find_lr(*parts, **options)
 
 

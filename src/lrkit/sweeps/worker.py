@@ -5,7 +5,7 @@ is exact: a worker whose new trial would go past it (counting the trials before 
 failed) marks that trial failed unrun and stops, so N workers never overshoot. Workers wait while
 the last trials run elsewhere, so a trial whose worker dies is retried (same parameters) by one
 that is still alive: through Optuna's heartbeats on a database, and on a journal file by seeing
-that the owning process on this machine is gone.
+that the owning process on this machine is gone. A trial stopped by Ctrl-C is queued to run again too.
 """
 
 from __future__ import annotations
@@ -127,7 +127,11 @@ def run_worker(
             waiting = any(trial.state == TrialState.WAITING for trial in trials)
             live = sum(1 for trial in trials if trial.state != TrialState.FAIL)
             if waiting or live < runner.target:
-                study.optimize(runner, n_trials=1, catch=(Surplus,), gc_after_trial=False)
+                try:
+                    study.optimize(runner, n_trials=1, catch=(Surplus,), gc_after_trial=False)
+                except KeyboardInterrupt:
+                    retry_interrupted(study)  # Optuna failed the trial; a resume runs it again
+                    raise
             else:
                 time.sleep(poll_seconds)  # the last trials run elsewhere; retry them if they die
                 reclaim(study)
@@ -152,6 +156,21 @@ def reclaim_dead(study: optuna.Study) -> None:
         except RuntimeError:  # another worker failed it first, and retries it
             continue
         retry_trial(study, trial)
+
+
+def retry_interrupted(study: optuna.Study) -> None:
+    """Queue the trial a Ctrl-C stopped in this process to run again, with the same parameters.
+
+    Optuna marks it failed; it is this process's last failed trial (its others are surplus).
+    """
+    me = process_id()
+    stopped = [
+        trial
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        if trial.user_attrs.get(WORKER) == me and not trial.user_attrs.get(SURPLUS)
+    ]
+    if stopped:
+        retry_trial(study, stopped[-1])
 
 
 def retry_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

@@ -176,7 +176,14 @@ def find_lr(
             generator.set_state(state)
     seconds = time.perf_counter() - started
     trace = trace.replace(
-        meta={**trace.meta, "min_lr": min_lr, "max_lr": max_lr, "sweep": sweep, "seed": seed}
+        meta={
+            **trace.meta,
+            "min_lr": min_lr,
+            "max_lr": max_lr,
+            "sweep": sweep,
+            "seed": seed,
+            "planned_steps": steps,  # sets the smoothing window, so a saved trace reads the same
+        }
     )
     suggestion = suggest(trace, window=default_window(steps))
     group_lrs = None if suggestion.lr is None else tuple(suggestion.lr * ratio for ratio in ratios)
@@ -319,7 +326,17 @@ def _compute_loss(model: nn.Module, loss_fn: Callable[..., Any] | None, batch: A
     else:
         loss = model(batch)
     if not isinstance(loss, torch.Tensor):
-        loss = loss["loss"] if isinstance(loss, Mapping) else getattr(loss, "loss", loss)
+        output = loss
+        is_mapping = isinstance(output, Mapping)
+        loss = output.get("loss") if is_mapping else getattr(output, "loss", output)
+        if loss is None:  # a Hugging Face model called without labels leaves its loss out
+            source = "the model's output" if loss_fn is None else "the output of loss_fn"
+            keys = f" (keys: {', '.join(map(str, output))})" if is_mapping else ""
+            raise TypeError(
+                f"{source} ({type(output).__name__}) has no loss: its 'loss' is missing or "
+                f"None{keys}; put the labels in the batch so the model computes its loss, "
+                "or pass a loss_fn"
+            )
     if not isinstance(loss, torch.Tensor):
         raise TypeError(f"the loss must be a single-element tensor, got {type(loss).__name__}")
     if loss.numel() != 1:
