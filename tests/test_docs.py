@@ -203,6 +203,44 @@ class FinderReader(Digits):
     def scaler(self):
         return torch.amp.GradScaler("cpu")
 
+    @cached_property
+    def module(self):
+        """digits-mlp as a LightningModule with an ``lr`` attribute."""
+        import lightning.pytorch as pl
+
+        task, model = self._task, self.model
+
+        class Module(pl.LightningModule):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model, self.lr = model, task.default_lr
+
+            def training_step(self, batch, batch_idx):
+                return task.loss_fn(self.model, batch)
+
+            def configure_optimizers(self):
+                return task.optimizer(self.parameters(), self.lr)
+
+        return Module()
+
+    @cached_property
+    def trainer(self):
+        """digits-mlp in a Hugging Face Trainer: dict records in, a dict with the loss out."""
+        from transformers import Trainer, TrainingArguments
+
+        class Model(nn.Module):
+            def __init__(self, net: nn.Module) -> None:
+                super().__init__()
+                self.net = net
+
+            def forward(self, x, labels):
+                return {"loss": nn.functional.cross_entropy(self.net(x), labels)}
+
+        x, y = self.train_loader.dataset.tensors
+        records = [{"x": row, "labels": label} for row, label in zip(x, y, strict=True)]
+        args = TrainingArguments(str(self.folder), report_to="none", use_cpu=True, per_device_train_batch_size=32)
+        return Trainer(model=Model(self._task.model(0)), args=args, train_dataset=records)
+
 
 class FinetuneReader(Digits):
     """finetune-digits: a body pre-trained on digits 0-4, a new head for 5-9."""
