@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from optuna.trial import TrialState
@@ -122,6 +126,11 @@ def test_pruners_stop_bad_lrs_early_and_cost_less_than_a_grid(pruner):
     assert result.compute_fraction == pytest.approx(result.steps_spent / result.grid_steps)
     assert ",pruned," in result.to_csv()
     assert result.best.state == "complete"
+    rows = list(csv.DictReader(io.StringIO(result.to_csv())))
+    assert [float(row["lr"]) for row in rows] == [row.lr for row in result.trials]  # every digit kept
+    assert [float(row["val_loss"]) for row in rows if row["val_loss"]] == [
+        row.val_loss for row in result.trials if not math.isnan(row.val_loss)
+    ]
 
 
 def test_the_task_lr_is_tried_first_and_bounds_come_from_the_optimizer_family():
@@ -247,7 +256,55 @@ def test_cli_says_when_every_trial_diverged_or_the_best_sits_at_an_edge(tmp_path
     assert main(["sweep", "--entry", "sweep_objectives:always_nan", *bounds, "--trials", "3", "--out", str(tmp_path / "a")]) == 0
     assert "no LR to train with: every complete trial diverged; lower --max-lr" in capsys.readouterr().out
     assert main(["sweep", "--entry", "sweep_objectives:rising", *bounds, "--trials", "6", "--out", str(tmp_path / "b")]) == 0
-    assert "note: the best trial is the lowest LR that completed; the best rate may lie beyond it" in capsys.readouterr().out
+    assert "note: the best trial is the lowest LR tried; the best rate may lie beyond it" in capsys.readouterr().out
+
+
+def test_the_edge_note_counts_pruned_and_diverged_trials_as_tried():
+    from types import SimpleNamespace
+
+    from lrkit.cli.sweep import _edge
+
+    def row(lr, state="complete"):
+        return SimpleNamespace(lr=lr, state=state)
+
+    finite = [row(0.01), row(0.1), row(1.0)]
+    assert _edge(finite[0], finite, finite) == "lowest"
+    assert _edge(finite[0], finite, [row(0.001, "pruned"), *finite]) is None  # tried lower: it was worse
+    assert _edge(finite[2], finite, [*finite, row(3.0, "complete")]) is None  # a diverged trial above
+    assert _edge(finite[2], finite, [*finite, row(3.0, "failed")]) == "highest"  # a failure shows nothing
+
+
+def test_an_objective_may_return_and_report_one_element_tensors_but_not_text():
+    def tensor_loss(lr, report):
+        report(0, torch.tensor([bowl(lr, lambda *_: None)]))
+        return torch.tensor(bowl(lr, lambda *_: None))
+
+    result = lrkit.sweep(tensor_loss, min_lr=1e-4, max_lr=1.0, n_trials=3, sampler="random", pruner=None)
+    assert [row.state for row in result.trials] == ["complete"] * 3
+    assert result.best_loss == pytest.approx(min(bowl(row.lr, lambda *_: None) for row in result.trials))
+    for returned, shown in ((torch.ones(2), "tensor"), ("0.5", "'0.5' (str)"), (torch.tensor(True), "tensor")):
+        with pytest.raises(TypeError, match=f"must return the validation loss as a number, got {re.escape(shown)}"):
+            lrkit.sweep(lambda lr, report, r=returned: r, min_lr=1e-4, max_lr=1.0, n_trials=1, pruner=None)
+    with pytest.raises(TypeError, match=r"report\(step, value\): value must be the validation loss as a number, got '1'"):
+        lrkit.sweep(lambda lr, report: report(0, "1"), min_lr=1e-4, max_lr=1.0, n_trials=1, pruner=None)
+
+
+def test_an_entry_that_cannot_take_the_call_is_one_line(tmp_path, capsys, monkeypatch):
+    (tmp_path / "wrong_entries.py").write_text(
+        "def setup(size):\n    pass\n\ndef train(lr):\n    return lr\n\n"
+        "def train_schedule(lr, report, *, schedule, warmup_steps):\n    return lr\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    bounds = ["--min-lr", "1e-4", "--max-lr", "1", "--out", str(tmp_path / "o")]
+    assert main(["find", "--entry", "wrong_entries:setup", "--out", str(tmp_path / "o")]) == 2
+    assert "--entry 'wrong_entries:setup': lrkit calls it as setup(), but missing a required argument: 'size'" in capsys.readouterr().err
+    assert main(["sweep", "--entry", "wrong_entries:train", *bounds]) == 2
+    assert "lrkit calls it as train(lr, report), but too many positional arguments" in capsys.readouterr().err
+    assert main(["sweep", "--entry", "wrong_entries:train_schedule", *bounds]) == 2
+    assert "train_schedule(lr, report), but missing a required argument: 'schedule'" in capsys.readouterr().err
+    args = [*bounds, "--trials", "2", "--schedules", "constant"]
+    assert main(["sweep", "--entry", "wrong_entries:train_schedule", *args]) == 0
+    sys.modules.pop("wrong_entries", None)
 
 
 def test_schedule_kind_and_warmup_are_searched_with_the_lr():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 from collections.abc import Callable
@@ -11,8 +12,14 @@ from typing import Any
 import click
 
 
-def load_function(entry: str) -> Callable[..., Any]:
-    """The function named by ``module:function``; modules in the current folder are importable."""
+def load_function(
+    entry: str, called_as: tuple[str, ...] = (), keywords: tuple[str, ...] = ()
+) -> Callable[..., Any]:
+    """The function named by ``module:function``; modules in the current folder are importable.
+
+    ``called_as`` and ``keywords`` name the positional and keyword arguments lrkit will pass; a
+    function that cannot take them is refused here, in one line, rather than failing inside the run.
+    """
     module_name, _, name = entry.partition(":")
     if not module_name or not name:
         raise click.UsageError(f"--entry must look like module:function, got {entry!r}")
@@ -25,4 +32,11 @@ def load_function(entry: str) -> Callable[..., Any]:
     function = getattr(module, name, None)
     if not callable(function):
         raise click.UsageError(f"--entry {entry!r}: {module_name} has no function {name!r}")
+    try:
+        inspect.signature(function).bind(*called_as, **dict.fromkeys(keywords))
+    except TypeError as error:
+        call = ", ".join([*called_as, *(f"{keyword}=..." for keyword in keywords)])
+        raise click.UsageError(f"--entry {entry!r}: lrkit calls it as {name}({call}), but {error}") from None
+    except ValueError:  # no signature to read (some builtins): let the call itself decide
+        pass
     return function

@@ -27,7 +27,7 @@ PRUNER_CHOICES = ("hyperband", "successive_halving", "median", "none")
 @click.option("--sampler", type=click.Choice(["tpe", "random", "grid"]), default="tpe", show_default=True)
 @click.option("--pruner", type=click.Choice(PRUNER_CHOICES), default="hyperband", show_default=True)
 @click.option("--storage", help="Journal file path or database URL (default: OUT/sweep.journal).")
-@click.option("--study", "study_name", help="Study name to create or join (default: the task or entry name).")
+@click.option("--study", "study_name", help="Study name to create or join (default: the task name, or module:function).")
 @click.option("--out", default="lrkit-sweep", show_default=True, type=click.Path(file_okay=False), help="Folder for sweep.csv and sweep.png.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes on this machine.")
@@ -62,7 +62,9 @@ def command(
 
     if (task is None) == (entry is None):
         raise click.UsageError("give exactly one of --task NAME or --entry module:function")
-    objective = TaskObjective(task, seed=seed) if task else load_function(entry)
+    objective = TaskObjective(task, seed=seed) if task else load_function(
+        entry, ("lr", "report"), ("schedule", "warmup_steps") if schedules else ()
+    )
     missing = [option for option, value in (("--min-lr", min_lr), ("--max-lr", max_lr)) if value is None]
     if entry and missing:
         raise click.UsageError(
@@ -73,7 +75,7 @@ def command(
     plan = make_plan(
         objective, min_lr=min_lr, max_lr=max_lr, n_trials=trials, sampler=sampler,
         pruner=None if pruner == "none" else pruner, storage=storage or str(folder / "sweep.journal"),
-        study=study_name or task or entry.rsplit(":", 1)[1], seed=seed, workers=workers,
+        study=study_name or task or entry, seed=seed, workers=workers,
         prior_lr=None, heartbeat_seconds=heartbeat, schedules=_listed(schedules, str, "--schedules"),
         warmup_steps=_listed(warmup_steps, int, "--warmup-steps"),
     )
@@ -120,11 +122,12 @@ def _run_with_progress(plan, workers: int):
         return run_plan(plan, workers=workers, progress=lambda done, total: bar.update(job, completed=done))
 
 
-def _edge(best, finite: list) -> str | None:
-    """``"highest"`` or ``"lowest"`` when the best trial is at that end of three or more."""
+def _edge(best, finite: list, trials: list) -> str | None:
+    """``"highest"`` or ``"lowest"`` when the best of three or more complete trials is at that end
+    of every LR tried (a pruned or diverged trial beyond it shows the loss got worse there)."""
     if len(finite) < 3:
         return None
-    lrs = [row.lr for row in finite]
+    lrs = [row.lr for row in trials if row.state in ("complete", "pruned")]
     return "highest" if best.lr == max(lrs) else "lowest" if best.lr == min(lrs) else None
 
 
@@ -163,9 +166,9 @@ def _print_result(result) -> None:
             f"lr to train with {bowl.lr:.4g}: the minimum of a parabola in log LR through the best "
             f"{len(bowl.lrs)} complete trials (fitted loss {float(bowl.loss(bowl.lr)):.4g})"
         )
-    edge = _edge(best, finite)
+    edge = _edge(best, finite, result.trials)
     if edge:
-        click.echo(f"note: the best trial is the {edge} LR that completed; the best rate may lie beyond it")
+        click.echo(f"note: the best trial is the {edge} LR tried; the best rate may lie beyond it")
     if result.compute_fraction is not None:
         click.echo(
             f"steps spent {result.steps_spent:,}: {result.compute_fraction:.0%} of a full grid of "

@@ -168,9 +168,9 @@ class SweepResult:
             writer.writerow(
                 [
                     row.number,
-                    f"{row.lr:.6g}",
+                    repr(row.lr),  # every digit: the CSV gives back the LR each trial ran
                     row.state,
-                    "" if math.isnan(row.val_loss) else f"{row.val_loss:.6g}",
+                    "" if math.isnan(row.val_loss) else repr(row.val_loss),
                     "" if row.steps is None else row.steps,
                     int(row.diverged),
                     "" if row.retry_of is None else row.retry_of,
