@@ -41,7 +41,7 @@ class KerasSchedule(keras.optimizers.schedules.LearningRateSchedule):
         self.schedule = parse(schedule)
 
     def __call__(self, step: Any) -> Any:
-        return self.schedule.evaluate(keras.ops.cast(step, "float32"), _KerasOps)
+        return self.schedule.evaluate_traced(keras.ops.cast(step, "float32"), _KerasOps)
 
     def get_config(self) -> dict[str, Any]:
         return {"schedule": repr(self.schedule)}

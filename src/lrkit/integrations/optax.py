@@ -20,7 +20,7 @@ def optax_schedule(schedule: Schedule | str) -> Callable[[Any], Any]:
     schedule = parse(schedule)
 
     def learning_rate(count: Any) -> Any:
-        return schedule.evaluate(jnp.asarray(count) * 1.0, jnp)
+        return schedule.evaluate_traced(jnp.asarray(count) * 1.0, jnp)
 
     learning_rate.__doc__ = repr(schedule)
     return learning_rate

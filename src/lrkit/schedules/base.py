@@ -2,7 +2,9 @@
 
 Each kind writes its formula once, as ``evaluate(t, xp)`` on a float array ``t`` with the array
 namespace ``xp`` (NumPy, ``jax.numpy`` under jit, or Keras ops), so every framework gets the same
-numbers from the same code. ``repr`` gives the spec string that ``lrkit.schedules.parse`` reads back.
+numbers from the same code. Durations are ints, but a formula uses them as floats (``float(steps)``):
+JAX turns a Python int into an int32, which a duration past 2**31 overflows. ``repr`` gives the spec
+string that ``lrkit.schedules.parse`` reads back.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ class Schedule:
         """The learning rate at float steps ``t`` (an array of namespace ``xp``)."""
         raise NotImplementedError
 
+    def evaluate_traced(self, t: Any, xp: Any) -> Any:
+        """``evaluate`` for steps that cannot be checked, being traced (JAX under jit, Keras): a negative
+        step reads as step 0, where ``__call__`` refuses it, so no framework gets a rate NumPy would not."""
+        return self.evaluate(xp.where(t < 0.0, 0.0, t), xp)
+
     @property
     def length(self) -> int | None:
         """Steps this schedule spans before it settles (``None``: open-ended); sequences cut here."""
@@ -52,8 +59,8 @@ class Schedule:
                 raise ValueError(f"steps must be >= 0, got {int(steps.min())}")
             values = self.evaluate(steps.astype(np.float64).reshape(-1), np)
             return np.asarray(values, dtype=np.float64).reshape(steps.shape)
-        if hasattr(step, "__array_namespace__"):  # jax arrays and tracers: stays traceable
-            return self.evaluate(step * 1.0, step.__array_namespace__())
+        if hasattr(step, "__array_namespace__") and not isinstance(step, np.generic):
+            return self.evaluate_traced(step * 1.0, step.__array_namespace__())  # jax arrays and tracers
         raise TypeError(f"step must be an int or an array of ints, got {step!r} ({type(step).__name__})")
 
     def __rshift__(self, other: Schedule) -> Schedule:

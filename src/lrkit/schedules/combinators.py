@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +40,8 @@ class Warmup(Schedule):
 
     def ramp(self, t: Any, xp: Any) -> Any:
         """The fraction of the target reached at local step ``t`` (``start_ratio`` at 0, 1 at ``steps``)."""
-        progress = xp.minimum(t, self.steps) / self.steps
+        steps = float(self.steps)
+        progress = xp.minimum(t, steps) / steps
         if self.shape == "exponential":
             return self.start_ratio ** (1.0 - progress)
         if self.shape == "cosine":
@@ -87,9 +89,7 @@ class Sequence(Schedule):
             flat.extend(phase.phases if isinstance(phase, Sequence) else (phase,))
         for phase in flat[:-1]:
             if phase.length is None:
-                raise ValueError(
-                    f"phase {phase!r} has no length, so nothing can follow it; give it steps or put it last"
-                )
+                raise ValueError(f"phase {phase!r} has no length, so nothing can follow it; {_how_to_end(phase)}")
         setattr_frozen(self, "phases", tuple(flat))
 
     @property
@@ -113,7 +113,7 @@ class Sequence(Schedule):
         phase = self.phases[index]
         if index == len(self.phases) - 1:
             return self._phase(index, t, xp)
-        length = phase.length
+        length = float(phase.length)  # type: ignore[arg-type]
         head = self._phase(index, xp.minimum(t, length), xp)
         tail = self._suffix(index + 1, xp.maximum(t - length, 0.0), xp)
         return xp.where(t < length, head, tail)
@@ -126,6 +126,17 @@ class Sequence(Schedule):
 
     def __repr__(self) -> str:
         return " >> ".join(repr(phase) for phase in self.phases)
+
+
+def _how_to_end(phase: Schedule) -> str:
+    """How ``phase`` (or the schedule it wraps) gets a length, for kinds that can have one."""
+    while isinstance(getattr(phase, "schedule", None), Schedule):
+        phase = phase.schedule  # type: ignore[attr-defined]
+    names = {field.name for field in dataclasses.fields(phase)}  # type: ignore[arg-type]
+    for name in ("steps", "cycles"):
+        if name in names:
+            return f"give {phase.kind}(...) {name} or put it last"
+    return f"{phase.kind} has no length argument, so it can only be the last phase"
 
 
 @dataclass(frozen=True, repr=False)
@@ -218,6 +229,7 @@ def phase_starts(schedule: Schedule) -> tuple[int, ...]:
 
 def _hash_uniform(t: Any, seed: int, xp: Any) -> Any:
     """A uniform number in [0, 1) from (seed, step), in int32 arithmetic every array library wraps alike."""
+    t = t - xp.floor(t / 2147483648.0) * 2147483648.0  # steps past int32 wrap (exact: 2**31 is a power of 2)
     x = xp.asarray(t, dtype=xp.int32) ^ ((seed * 0x9E3779B1 + 0x632BE5AB) & 0x7FFFFFFF)
     x = x ^ ((x >> 16) & 0xFFFF)  # masks make the signed shifts logical
     x = x * 0x7FEB352D

@@ -24,6 +24,7 @@ def _at_most(schedule: object, low_name: str, high_name: str) -> None:
 def floor_div(t: Any, steps: int, xp: Any) -> Any:
     """``floor(t / steps)`` for whole ``t``, exact even where a compiler divides by multiplying with
     ``1/steps`` (XLA does: 49 * (1/49) floors to 0); whole products are exact, so they correct it."""
+    steps = float(steps)
     n = xp.floor(t / steps)
     n = xp.where(n * steps > t, n - 1.0, n)
     return xp.where((n + 1.0) * steps <= t, n + 1.0, n)
@@ -32,6 +33,7 @@ def floor_div(t: Any, steps: int, xp: Any) -> Any:
 def _progress(t: Any, steps: int, xp: Any) -> Any:
     """Fraction of ``steps`` done, held at 1 afterwards (and never above it, even where a compiler's
     ``steps * (1/steps)`` rounds up: ``1 - progress`` may be raised to a fractional power)."""
+    steps = float(steps)
     return xp.minimum(xp.minimum(t, steps) / steps, 1.0)
 
 
@@ -75,7 +77,7 @@ class Exponential(Schedule):
             raise TypeError(f"staircase must be True or False, got {self.staircase!r}")
 
     def evaluate(self, t: Any, xp: Any) -> Any:
-        exponent = floor_div(t, self.decay_steps, xp) if self.staircase else t / self.decay_steps
+        exponent = floor_div(t, self.decay_steps, xp) if self.staircase else t / float(self.decay_steps)
         return self.peak * self.decay_ratio**exponent
 
 
@@ -101,7 +103,7 @@ class MultiStep(Schedule):
     def evaluate(self, t: Any, xp: Any) -> Any:
         reached = t * 0.0
         for milestone in self.milestones:
-            reached = reached + xp.where(t >= milestone, 1.0, 0.0)
+            reached = reached + xp.where(t >= float(milestone), 1.0, 0.0)
         return self.peak * self.decay_ratio**reached
 
 
@@ -156,9 +158,9 @@ class CosineRestarts(Schedule):
 
     def _cycle_start(self, n: Any) -> Any:
         if self.length_ratio == 1:
-            return self.cycle_steps * n
+            return float(self.cycle_steps) * n
         ratio = float(self.length_ratio)
-        return self.cycle_steps * (ratio**n - 1.0) / (ratio - 1.0)
+        return float(self.cycle_steps) * (ratio**n - 1.0) / (ratio - 1.0)
 
     @property
     def length(self) -> int | None:
@@ -174,11 +176,11 @@ class CosineRestarts(Schedule):
             n = xp.where(t < self._cycle_start(n), n - 1.0, n)
             n = xp.where(t >= self._cycle_start(n + 1.0), n + 1.0, n)
         start = self._cycle_start(n)
-        progress = (t - start) / (self.cycle_steps * ratio**n)
+        progress = (t - start) / (float(self.cycle_steps) * ratio**n)
         top = xp.maximum(self.peak * self.peak_ratio**n, self.end)
         value = self.end + (top - self.end) * 0.5 * (1.0 + xp.cos(math.pi * progress))
         if self.cycles is not None:
-            value = xp.where(n >= self.cycles, self.end, value)
+            value = xp.where(n >= float(self.cycles), self.end, value)
         return value
 
 
@@ -265,7 +267,8 @@ class InverseSqrt(Schedule):
         steps_field(self, "timescale_steps")
 
     def evaluate(self, t: Any, xp: Any) -> Any:
-        return self.peak * xp.sqrt(self.timescale_steps / (t + self.timescale_steps))
+        timescale = float(self.timescale_steps)
+        return self.peak * xp.sqrt(timescale / (t + timescale))
 
 
 CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
@@ -302,9 +305,11 @@ class Cyclic(Schedule):
 
     def evaluate(self, t: Any, xp: Any) -> Any:
         # PyTorch's CyclicLR formula: position x in [0, 1) within the cycle, rising until up_fraction
-        up_fraction = self.up_steps / self.period
-        cycle = 1.0 + floor_div(t, self.period, xp)
-        x = (t - (cycle - 1.0) * self.period) / self.period
+        period = float(self.period)
+        up_fraction = self.up_steps / period
+        cycle = 1.0 + floor_div(t, period, xp)
+        # past 2**24 steps float32 cannot subtract exactly: keep x in the cycle, hence the rate in bounds
+        x = xp.minimum(xp.maximum((t - (cycle - 1.0) * period) / period, 0.0), 1.0)
         height = (self.max_lr - self.min_lr) * xp.where(
             x <= up_fraction, x / up_fraction, (x - 1.0) / (up_fraction - 1.0)
         )

@@ -55,8 +55,7 @@ class Plateau:
 
     def report(self, metric: float) -> float:
         """Record one evaluation of the metric; return the (possibly reduced) ratio."""
-        if isinstance(metric, bool) or not isinstance(metric, (int, float)):
-            metric = float(metric)  # a 0-d tensor or NumPy number; anything else raises here
+        metric = _number(metric)
         self.reports += 1
         if self.improves(metric):
             self.best, self.bad_reports = float(metric), 0
@@ -81,3 +80,15 @@ class Plateau:
             raise ValueError(f"state has unknown keys {sorted(unknown)}; expected {sorted(names)}")
         for name, value in state.items():
             setattr(self, name, value)
+
+
+def _number(metric: Any) -> float:
+    """The metric as a number: a Python or NumPy number, or a one-element tensor or array."""
+    if checks.is_real(metric):
+        return float(metric)
+    if not isinstance(metric, (bool, str, bytes)):
+        try:
+            return float(metric)
+        except (TypeError, ValueError, RuntimeError):  # torch raises RuntimeError for several elements
+            pass
+    raise TypeError(f"metric must be a number or a one-element tensor, got {metric!r} ({type(metric).__name__})")
