@@ -30,9 +30,10 @@ def test_moving_mean_is_the_mean_of_the_last_window(values: list[float], window:
         assert got == pytest.approx(want, rel=1e-9, abs=1e-6)
 
 
-def test_moving_mean_stops_at_the_first_non_finite_loss() -> None:
-    means = moving_mean(np.array([1.0, 3.0, math.inf, 1.0]), 2)
-    assert means[:2].tolist() == [1.0, 2.0] and np.isnan(means[2:]).all()
+def test_moving_mean_is_nan_at_a_non_finite_loss_and_leaves_it_out_after() -> None:
+    means = moving_mean(np.array([1.0, 3.0, math.inf, 1.0, 5.0]), 2)
+    assert means[:2].tolist() == [1.0, 2.0] and np.isnan(means[2])
+    assert means[3:].tolist() == [1.0, 3.0]  # a skipped step (the guard's) does not end the run
 
 
 @given(tau=st.floats(2, 50), target=st.floats(0.01, 0.9))
@@ -47,11 +48,12 @@ def test_a_log_written_every_n_steps_counts_steps_by_its_step_column(every: int,
     dense = decay(40, 2000, seconds=2.0)
     rows = np.arange(0, 2000, every)
     sparse = Trace(step=start + rows, lr=dense.lr[rows], loss=dense.loss[rows], meta={"seconds": 2.0})
+    before = 0 if start > every else start  # steps before the first row: none for a log that starts mid-run
     reached = steps_to_target(sparse, 0.2, window=1)
-    assert reached == int(np.flatnonzero(dense.loss[rows] <= 0.2)[0]) * every + 1
+    assert reached == before + int(np.flatnonzero(dense.loss[rows] <= 0.2)[0]) * every + 1
     cost = compare_cost(sparse, sparse, target_loss=0.2)
-    assert cost.chosen.run_steps == rows[-1] + 1  # steps the run covers, not rows logged
-    assert seconds_per_step(sparse) == pytest.approx(2.0 / (rows[-1] + 1))
+    assert cost.chosen.run_steps == before + rows[-1] + 1  # steps the run covers, not rows logged
+    assert seconds_per_step(sparse) == pytest.approx(2.0 / (before + rows[-1] + 1))
 
 
 def test_a_target_never_reached_is_none() -> None:

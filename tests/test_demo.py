@@ -55,9 +55,9 @@ def test_the_demo_report_costs_the_found_rate_against_the_default_at_the_demo_ta
     labels = [f"lr={row.lr:.3g} ({row.role})" for row in demo.rows]
     html = _report(demo, labels, tmp_path / "report.html").read_text()
     found, chosen = demo.rows[-1], demo.rows[2]
-    assert f"The chosen LR reaches loss {demo.target_loss:.3g} in " in html
+    assert f"lr={found.lr:.3g} (found) reaches loss {demo.target_loss:.3g} in " in html
     assert f"steps to target, lr={found.lr:.3g} (found)" in html
-    assert f"steps to target, lr={chosen.lr:.3g}<" in html  # the default LR is the baseline
+    assert f"steps to target, lr={chosen.lr:.3g} (chosen)<" in html  # the default LR is the baseline
 
 
 def test_a_loss_that_blew_up_and_came_back_is_not_called_an_oscillation():

@@ -148,7 +148,7 @@ def test_report_on_a_diverged_chosen_run_says_it_saves_nothing() -> None:
     blown = Trace(step=np.arange(31), lr=np.ones(31), loss=loss, meta={"label": "lr=1"})
     page = render_report(runs=[blown], baseline=run(50), price_per_gpu_hour=1.0)
     assert "lr=1: diverged" in page
-    assert "<th>steps to target, lr=1</th><td>never</td>" in page
+    assert "<th>steps to target, lr=1</th><td>never (in 31 steps; it ended non-finite)</td>" in page
     assert "never reached loss" in page and "it saves nothing" in page
 
 

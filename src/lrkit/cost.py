@@ -1,11 +1,12 @@
 """What a learning-rate choice costs: steps and time to reach a target loss, and the money saved.
 
-Pure NumPy on Traces. A run "reaches" a target when the moving mean of its training loss first
-falls to it (a mean, so one lucky batch does not count). Time comes from each run's measured
-seconds per step (``trace.meta["seconds"]`` over its steps, or ``meta["seconds_per_step"]``); two
-runs of the same task (``meta["task"]``) share the mean of their rates, since one model's step costs
-the same at any LR and a difference is timing noise. Steps spent choosing the rate (a range test)
-are charged to the chosen run.
+Pure NumPy on Traces. A run "reaches" a target when the moving mean of its training loss over its
+last 10 steps first falls to it (a mean, so one lucky batch does not count; over steps, not logged
+rows, so a log written every N steps is judged as promptly as one written every step); a run that
+failed never does. Time comes from each run's measured seconds per step (``trace.meta["seconds"]``
+over its steps, or ``meta["seconds_per_step"]``); two runs of the same task (``meta["task"]``)
+share the mean of their rates, since one model's step costs the same at any LR and a difference is
+timing noise. Steps spent choosing the rate (a range test) are charged to the chosen run.
 """
 
 from __future__ import annotations
@@ -20,32 +21,69 @@ from lrkit.trace import Trace
 WINDOW = 10  # steps in the moving mean that decides when a target is reached
 
 
-def moving_mean(loss: np.ndarray, window: int = WINDOW) -> np.ndarray:
-    """Mean of the last ``window`` losses at each step (fewer at the start); NaN after a non-finite loss."""
+def moving_mean(loss: np.ndarray, window: int = WINDOW, *, step: np.ndarray | None = None) -> np.ndarray:
+    """Mean of the finite losses logged over the last ``window`` steps at each row (fewer at the
+    start); NaN where the loss itself is not finite.
+
+    ``step`` is each row's step (default: one row a step), so a log written every 10 steps is
+    averaged over the same stretch of training as one written every step. A non-finite loss is left
+    out of the later means: a guarded run that skipped one NaN step goes on being judged.
+    """
     window = checks.integer("window", window, minimum=1)
     loss = np.asarray(loss, dtype=float)
+    step = np.arange(len(loss)) if step is None else np.asarray(step, dtype=float)
     finite = np.isfinite(loss)
-    cut = len(loss) if finite.all() else int(np.argmin(finite))
-    sums = np.concatenate([[0.0], np.cumsum(loss[:cut])])
-    index = np.arange(cut)
-    low = np.maximum(0, index + 1 - window)
-    means = (sums[index + 1] - sums[low]) / (index + 1 - low)
-    return np.concatenate([means, np.full(len(loss) - cut, np.nan)])
+    sums = np.concatenate([[0.0], np.cumsum(np.where(finite, loss, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(finite)])
+    index = np.arange(len(loss))
+    low = np.searchsorted(step, step - window, side="right")  # first row inside the window
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = (sums[index + 1] - sums[low]) / (counts[index + 1] - counts[low])
+    return np.where(finite, means, np.nan)
+
+
+def smoothed_loss(trace: Trace, window: int = WINDOW) -> np.ndarray:
+    """The trace's training loss as the target is judged on it: its moving mean over ``window`` steps."""
+    return moving_mean(trace.loss, window, step=trace.step)
 
 
 def steps_to_target(trace: Trace, target: float, *, window: int = WINDOW) -> int | None:
-    """Steps trained (counted by the trace's own step column, from its first row) when the moving
-    mean of the logged losses first falls to ``target``; a log written every N steps counts N
-    steps a row."""
+    """Steps trained (counted by the trace's own step column, see :func:`first_step`) when the
+    moving mean of the logged losses over the last ``window`` steps first falls to ``target``; a
+    log written every N steps counts N steps a row."""
     target = checks.finite("target", target)
-    means = moving_mean(trace.loss, window)
-    reached = np.flatnonzero(means <= target)
+    reached = np.flatnonzero(smoothed_loss(trace, window) <= target)
     return steps_through(trace, int(reached[0])) if len(reached) else None
 
 
+def failure(trace: Trace, window: int = WINDOW) -> str | None:
+    """Why a run failed (it ended non-finite, or its final moving mean is no lower than the first
+    finite loss it logged), or None when it did not."""
+    means = smoothed_loss(trace, window)
+    if not len(means):
+        return "it logged no loss"
+    if not np.isfinite(means[-1]):
+        return "it ended non-finite"
+    if means[-1] >= trace.loss[np.isfinite(trace.loss)][0]:
+        return "it ended no lower than it began"
+    return None
+
+
 def steps_through(trace: Trace, row: int) -> int:
-    """Steps trained from the trace's first row through ``row`` (both included), by its step column."""
-    return int(trace.step[row] - trace.step[0]) + 1
+    """Steps trained through ``row`` (included), by the trace's step column, from its first step."""
+    return int(trace.step[row]) - first_step(trace) + 1
+
+
+def first_step(trace: Trace) -> int:
+    """The step the run started from: step 0 when the log's first row comes within one logging
+    interval of it (a logger writing every N steps first writes at step N-1 or N, a validation log
+    after its first evaluation), else the first row's step (a log that starts mid-run, as a resumed
+    one does)."""
+    if not len(trace):
+        return 0
+    first = int(trace.step[0])
+    spacing = float(np.median(np.diff(trace.step))) if len(trace) > 1 else 1.0
+    return 0 if 0 <= first <= spacing else first
 
 
 def seconds_per_step(trace: Trace) -> float | None:
@@ -60,11 +98,13 @@ def seconds_per_step(trace: Trace) -> float | None:
 
 @dataclass(frozen=True)
 class RunCost:
-    """One run against the target: steps to reach it (None: never), its length and step time."""
+    """One run against the target: steps to reach it (None: never), its length and step time, and
+    why it failed (then it never reaches the target), if it did."""
 
     steps: int | None
     run_steps: int
     seconds_per_step: float | None
+    failure: str | None = None
 
     @property
     def seconds(self) -> float | None:
@@ -144,8 +184,8 @@ def compare_cost(
     """Steps, time and money to reach ``target_loss`` with the chosen run against the baseline.
 
     The default target is the higher of the two runs' final (moving-mean) losses, so both get
-    there and the comparison is about speed; a run that failed (ended non-finite, or no lower
-    than it began) does not set it, and so never reaches it.
+    there and the comparison is about speed. A run that failed (ended non-finite, or no lower
+    than it began) does not set it, and never reaches it: a rate that blows up later is no saving.
     """
     for name, trace in (("chosen", chosen), ("baseline", baseline)):
         if not isinstance(trace, Trace):
@@ -160,23 +200,16 @@ def compare_cost(
     same_task = chosen.meta.get("task") is not None and chosen.meta.get("task") == baseline.meta.get("task")
     if same_task and None not in rates:  # one model: its step costs the same at any LR, up to timing noise
         rates = [sum(rates) / 2] * 2  # type: ignore[operator]
-    costs = [
-        RunCost(
-            steps_to_target(trace, target_loss, window=window),
-            steps_through(trace, len(trace) - 1) if len(trace) else 0,
-            rate,
-        )
-        for trace, rate in zip((chosen, baseline), rates, strict=True)
-    ]
+    costs = []
+    for trace, rate in zip((chosen, baseline), rates, strict=True):
+        why = failure(trace, window)
+        reached = None if why else steps_to_target(trace, target_loss, window=window)
+        costs.append(RunCost(reached, steps_through(trace, len(trace) - 1) if len(trace) else 0, rate, why))
     return CostComparison(target_loss, costs[0], costs[1], search_steps, price_per_gpu_hour)
 
 
 def _shared_final(chosen: Trace, baseline: Trace, window: int) -> float:
-    finals = []
-    for trace in (chosen, baseline):
-        means = moving_mean(trace.loss, window)
-        if len(means) and np.isfinite(means[-1]) and means[-1] < trace.loss[0]:
-            finals.append(float(means[-1]))
+    finals = [float(smoothed_loss(trace, window)[-1]) for trace in (chosen, baseline) if not failure(trace, window)]
     if not finals:
         raise ValueError("target_loss cannot be chosen: neither run ended below where it began; pass target_loss")
     return max(finals)

@@ -37,7 +37,10 @@ def _read(path: str, columns: dict[str, str | None]) -> Trace:
 @click.option("--finder", type=click.Path(exists=True), help="Range-test trace (found among TRACES when not given).")
 @click.option("--baseline", type=click.Path(exists=True), help="Run at the default LR to compare the first run with.")
 @click.option("--schedule", help="Schedule spec the runs used, e.g. 'warmup(50) >> cosine(peak=1e-3, steps=550)'.")
-@click.option("--target-loss", type=float, help="Loss both runs race to (default: the best both reach).")
+@click.option(
+    "--target-loss", type=float,
+    help="Loss both runs race to (default: the higher of the two runs' final smoothed losses).",
+)
 @click.option("--price-per-gpu-hour", type=float, help="Price of one GPU-hour, to show the money saved.")
 @click.option("--title", default="lrkit report", show_default=True, help="Title of the page.")
 def command(

@@ -6,8 +6,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from lrkit.cost import CostComparison, moving_mean
-from lrkit.plots.curves import new_axes
+from lrkit.cost import CostComparison, first_step, smoothed_loss
+from lrkit.plots.curves import new_axes, thinned
 from lrkit.trace import Trace
 
 
@@ -24,10 +24,10 @@ def plot_cost(
     for trace, cost, label, color in zip(
         (chosen, baseline), (comparison.chosen, comparison.baseline), labels, ("C2", "C0"), strict=True
     ):
-        steps = np.arange(1, len(trace) + 1)
-        ax.plot(steps, trace.loss, color=color, linewidth=0.6, alpha=0.35)
+        steps = trace.step - first_step(trace) + 1  # steps trained through each row, as the cost counts them
+        ax.plot(*thinned(steps, trace.loss), color=color, linewidth=0.6, alpha=0.35)
         reached = "never" if cost.steps is None else f"{cost.steps} steps"
-        ax.plot(steps, moving_mean(trace.loss), color=color, linewidth=1.8, label=f"{label}: {reached}")
+        ax.plot(*thinned(steps, smoothed_loss(trace)), color=color, linewidth=1.8, label=f"{label}: {reached}")
         if cost.steps is not None:
             ax.axvline(cost.steps, color=color, linestyle="--", linewidth=1)
     ax.axhline(comparison.target_loss, color="0.3", linestyle="-.", linewidth=1,

@@ -8,31 +8,33 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from lrkit.plots.curves import new_axes
+from lrkit.plots.curves import new_axes, thinned
 from lrkit.trace import Trace
 
 if TYPE_CHECKING:
     from lrkit.diagnosis import Diagnosis
 
+MARKED_POINTS = 100  # validation points drawn with a marker each; more would merge into a blot
+
 
 def plot_diagnosis(trace: Trace, diagnosis: Diagnosis, *, ax: Axes | None = None) -> Figure:
     """Loss against step with the smoothed trend, the best point, spikes, the first non-finite
-    step, the window the trend was judged on, and the LR on a second axis."""
+    step, the window the trend was judged on, and the LR on a second axis; long lines are drawn
+    :func:`~lrkit.plots.curves.thinned`."""
     from lrkit.diagnosis import smooth_curve
 
     figure, ax = new_axes(ax)
     e = diagnosis.evidence
     finite = np.isfinite(trace.loss)
     step, loss = trace.step[finite], trace.loss[finite]
-    ax.plot(step, loss, color="0.6", linewidth=0.8, label="loss")
+    ax.plot(*thinned(step, loss), color="0.6", linewidth=0.8, label="loss")
     if len(loss) >= 3:
         ax.plot(*smooth_curve(step, loss), color="C0", linewidth=1.8, label="smoothed")
     if trace.val_loss is not None:
         has_val = np.isfinite(trace.val_loss)
         ax.plot(
-            trace.step[has_val],
-            trace.val_loss[has_val],
-            "o--",
+            *thinned(trace.step[has_val], trace.val_loss[has_val]),
+            "o--" if has_val.sum() <= MARKED_POINTS else "--",
             color="C1",
             markersize=3,
             label="val_loss",
@@ -52,11 +54,13 @@ def plot_diagnosis(trace: Trace, diagnosis: Diagnosis, *, ax: Axes | None = None
             label=f"{e.spike_count} spikes",
         )
     if e.first_nonfinite_step is not None:
+        first = e.first_nonfinite_step
         ax.axvline(
-            e.first_nonfinite_step,
+            first,
             color="C3",
-            linewidth=2,
-            label=f"non-finite from step {e.first_nonfinite_step}",
+            linewidth=2 if e.ended_nonfinite else 1,
+            label=f"non-finite from step {first}" if e.ended_nonfinite
+            else f"first of {e.nonfinite_count} non-finite losses left out (step {first})",
         )
     if diagnosis.verdict in ("too_low", "healthy", "plateau"):
         left = step[0] + 0.7 * (e.trend_until_step - step[0])
@@ -65,7 +69,7 @@ def plot_diagnosis(trace: Trace, diagnosis: Diagnosis, *, ax: Axes | None = None
         )
     if np.isfinite(trace.lr).any():
         lr_ax = ax.twinx()
-        lr_ax.plot(trace.step, trace.lr, color="C5", linewidth=1, alpha=0.7)
+        lr_ax.plot(*thinned(trace.step, trace.lr), color="C5", linewidth=1, alpha=0.7)
         if np.nanmax(trace.lr) > 0:
             lr_ax.set_ylim(0, 1.1 * float(np.nanmax(trace.lr)))
         lr_ax.set_ylabel("learning rate", color="C5")

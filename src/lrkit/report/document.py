@@ -20,10 +20,11 @@ from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
 from lrkit import checks
-from lrkit.cost import CostComparison, compare_cost, seconds_per_step
+from lrkit.cost import CostComparison, RunCost, compare_cost
 from lrkit.diagnosis import MIN_POINTS, Diagnosis, diagnose
 from lrkit.plots import plot_diagnosis, plot_finder, plot_schedule, plot_traces
 from lrkit.plots.cost import plot_cost
+from lrkit.plots.curves import thinned
 from lrkit.schedules import Schedule, parse
 from lrkit.suggest import Suggestion, suggest
 from lrkit.trace import Trace
@@ -128,7 +129,8 @@ def render_report(
     baseline_run = None
     if baseline is not None:
         trace = as_trace(baseline, "baseline")
-        baseline_run = Run(label_of(trace, "baseline"), trace)
+        # a baseline that is also among the runs (the demo's default LR) keeps that run's label
+        baseline_run = next((run for run in chosen_runs if run.trace == trace), Run(label_of(trace, "baseline"), trace))
     if not chosen_runs and range_test is None:
         raise ValueError("nothing to report: give runs, a finder (range test), or both")
     if baseline_run is not None and not chosen_runs:
@@ -141,7 +143,7 @@ def render_report(
     if price_per_gpu_hour is not None:
         price_per_gpu_hour = checks.non_negative("price_per_gpu_hour", price_per_gpu_hour)
 
-    every = chosen_runs + ([baseline_run] if baseline_run else [])
+    every = chosen_runs + ([baseline_run] if baseline_run and baseline_run not in chosen_runs else [])
     diagnoses = [_diagnosis(run.trace) for run in every]
     comparison = None
     if baseline_run is not None:
@@ -152,7 +154,8 @@ def render_report(
             search_steps=0 if range_test is None else len(range_test.trace),
             price_per_gpu_hour=price_per_gpu_hour,
         )
-    parts = [f"<h1>{_e(title)}</h1>", _summary(range_test, every, diagnoses, comparison)]
+    labels = None if comparison is None else (chosen_runs[0].label, baseline_run.label)
+    parts = [f"<h1>{_e(title)}</h1>", _summary(range_test, every, diagnoses, comparison, labels)]
     if range_test is not None:
         parts.append(_range_test_section(range_test))
     if chosen_runs:
@@ -174,6 +177,7 @@ def _summary(
     runs: list[Run],
     diagnoses: list[Diagnosis | None],
     comparison: CostComparison | None,
+    labels: tuple[str, str] | None,
 ) -> str:
     items = []
     if range_test is not None:
@@ -186,19 +190,11 @@ def _summary(
     for run, diagnosis in zip(runs, diagnoses, strict=True):
         verdict = "not diagnosed (too few steps)" if diagnosis is None else f"{diagnosis.verdict}: {diagnosis.action}"
         items.append(f"{run.label}: {verdict}")
-    if comparison is not None and comparison.steps_saved is None:
-        items.append(f"The chosen LR never reached loss {comparison.target_loss:.3g}: it saves nothing")
-    if comparison is not None and comparison.steps_saved is not None:
-        bound = "at least " if comparison.at_least else ""
-        money = comparison.money_saved
-        items.append(
-            f"The chosen LR reaches loss {comparison.target_loss:.3g} in {comparison.chosen_total_steps} steps"
-            + (" (range test included)" if comparison.search_steps else "")
-            + f" against {comparison.baseline_steps}: {bound}{comparison.steps_saved} steps saved"
-            + ("" if money is None else f", {bound}{money:.4g} at {comparison.price_per_gpu_hour:g} per GPU-hour")
-        )
-        if money is None and comparison.price_per_gpu_hour is not None:
-            items.append(f"No money saved shown at {comparison.price_per_gpu_hour:g} per GPU-hour: {NO_TIME}")
+    if comparison is not None and labels is not None:
+        items.append(_cost_sentence(comparison, *labels))
+        price = comparison.price_per_gpu_hour
+        if comparison.steps_saved is not None and comparison.money_saved is None and price is not None:
+            items.append(f"No money saved shown at {price:g} per GPU-hour: {NO_TIME}")
     return "<section id='summary'><ul>" + "".join(f"<li>{_e(item)}</li>" for item in items) + "</ul></section>"
 
 
@@ -237,7 +233,7 @@ def _schedule_section(run: Run, schedule: Schedule | None) -> str:
             f"<p>{_e(run.label)} trained at a constant learning rate of {lr[0]:.3g}.</p></section>"
         )
     figure, ax = plt.subplots(figsize=(8, 3), layout="constrained")
-    ax.plot(run.trace.step, run.trace.lr, linewidth=1.4)
+    ax.plot(*thinned(run.trace.step, run.trace.lr), linewidth=1.4)
     ax.set_xlabel("step")
     ax.set_ylabel("learning rate")
     ax.grid(True, alpha=0.3)
@@ -248,9 +244,10 @@ def _schedule_section(run: Run, schedule: Schedule | None) -> str:
 def _curves_section(runs: list[Run], diagnoses: list[Diagnosis | None]) -> str:
     overview = plot_traces([run.trace for run in runs], labels=[run.label for run in runs],
                            title="training loss of every run")
-    for run in runs:
-        for event in run.trace.events:
-            overview.axes[0].axvline(event.step, color="C3", linewidth=0.8, alpha=0.5)
+    ax = overview.axes[0]
+    steps = [event.step for run in runs for event in run.trace.events]
+    if steps:  # one artist for all: a long guarded run can log hundreds of skipped steps
+        ax.vlines(steps, 0, 1, transform=ax.get_xaxis_transform(), color="C3", linewidth=0.8, alpha=0.5)
     parts = ["<section id='curves'><h2>Training curves and diagnosis</h2>",
              _chart(overview, "training loss against step for every run")]
     summary = []
@@ -281,38 +278,95 @@ def _events_section(runs: list[Run]) -> str:
     return "<section id='events'><h2>Guard events</h2>" + _table(("run", "step", "event", "detail"), rows) + "</section>"
 
 
+def _cost_sentence(c: CostComparison, chosen: str, baseline: str) -> str:
+    """The summary's line on cost: where the chosen run got to, against the baseline."""
+    if c.chosen_total_steps is None:
+        why = "" if c.chosen.failure is None else f" ({c.chosen.failure})"
+        return f"{chosen} never reached loss {c.target_loss:.3g}{why}: it saves nothing"
+    against = f"{c.baseline_steps} for {baseline}" + (" (which never got there)" if c.at_least else "")
+    text = (
+        f"{chosen} reaches loss {c.target_loss:.3g} in {c.chosen_total_steps} steps"
+        + (" (range test included)" if c.search_steps else "")
+        + f" against {against}: {_saved(c.steps_saved, c.at_least, 'steps')}"
+    )
+    if c.money_saved is not None:
+        text += f", {_saved(c.money_saved, c.at_least, '', '.4g')} at {c.price_per_gpu_hour:g} per GPU-hour"
+    return text
+
+
+def _saved(value: float, at_least: bool, unit: str, spec: str = "d") -> str:
+    """A saving in words: "at least 12 steps saved", or "at most 5 steps more" when it is a loss."""
+    amount = f"{abs(value):{spec}}" + (f" {unit}" if unit else "")
+    return _bound(value, at_least) + amount + (" saved" if value >= 0 else " more")
+
+
+def _bound(value: float, at_least: bool) -> str:
+    """With ``at_least`` the saving is a lower bound (the baseline never got there), so a loss is an
+    upper bound."""
+    if not at_least:
+        return ""
+    return "at least " if value >= 0 else "at most "
+
+
 def _cost_section(chosen: Run, baseline: Run, comparison: CostComparison) -> str:
     c = comparison
     rows = [
         ("target loss", f"{c.target_loss:.4g}"),
-        (f"steps to target, {chosen.label}", _steps(c.chosen.steps)),
-        (f"steps to target, {baseline.label}", _steps(c.baseline.steps, c.baseline.run_steps)),
+        (f"steps to target, {chosen.label}", _to_target(c.chosen)),
+        (f"steps to target, {baseline.label}", _to_target(c.baseline, whole_run=True)),
         ("steps spent choosing (range test)", str(c.search_steps)),
     ]
     saved = c.steps_saved
-    bound = "at least " if c.at_least else ""
     if saved is None:
         rows.append(("steps saved", f"none: {chosen.label} never reached the target"))
     else:
-        rows.append(("steps saved", f"{bound}{saved}" + (f" ({c.speedup:.2f}x faster)" if c.speedup else "")))
+        bound = _bound(saved, c.at_least)
+        speed = f"{c.speedup:.2f}x faster" if c.speedup >= 1 else f"{1 / c.speedup:.2f}x slower"
+        rows.append(_saving_row("steps", saved, f"{bound}{abs(saved)} ({bound}{speed})"))
     if c.seconds_saved is not None:
-        rows.append(("time saved", f"{bound}{c.seconds_saved:.3g} s ({c.gpu_hours_saved:.3g} GPU-hours)"))
+        amount = f"{abs(c.seconds_saved):.3g} s ({abs(c.gpu_hours_saved):.3g} GPU-hours)"
+        rows.append(_saving_row("time", c.seconds_saved, _bound(c.seconds_saved, c.at_least) + amount))
     elif saved is not None:
         rows.append(("time saved", f"unknown: {NO_TIME}"))
     if c.money_saved is not None:
-        rows.append(("money saved", f"{bound}{c.money_saved:.4g} at {c.price_per_gpu_hour:g} per GPU-hour"))
+        amount = f"{abs(c.money_saved):.4g} at {c.price_per_gpu_hour:g} per GPU-hour"
+        rows.append(_saving_row("money", c.money_saved, _bound(c.money_saved, c.at_least) + amount))
     elif saved is not None and c.price_per_gpu_hour is not None:
         rows.append(("money saved", f"unknown at {c.price_per_gpu_hour:g} per GPU-hour: {NO_TIME}"))
     figure = plot_cost(chosen.trace, baseline.trace, c, labels=(chosen.label, baseline.label))
-    per_step = seconds_per_step(chosen.trace)
-    note = "" if per_step is None else f"<p class='note'>Measured {per_step * 1e3:.3g} ms per step.</p>"
+    note = _rate_note(c, chosen.label, baseline.label)
     return (
         "<section id='cost'><h2>What the choice costs</h2>"
         + _chart(figure, "both runs racing to the target loss")
         + _facts(rows)
-        + note
+        + ("" if note is None else f"<p class='note'>{_e(note)}</p>")
         + "</section>"
     )
+
+
+def _saving_row(what: str, value: float, amount: str) -> tuple[str, str]:
+    """A "... saved" row, or an "extra ..." row when the choice cost more than the baseline."""
+    if value >= 0:
+        return f"{what} saved", amount
+    return ("extra cost" if what == "money" else f"extra {what}"), amount
+
+
+def _to_target(cost: RunCost, *, whole_run: bool = False) -> str:
+    """Steps (and time) a run took to reach the target, or "never" and why."""
+    if cost.steps is None:
+        why = "" if cost.failure is None else f"; {cost.failure}"
+        return f"never (in {cost.run_steps} steps{why})" if whole_run or why else "never"
+    return str(cost.steps) + ("" if cost.seconds is None else f" ({cost.seconds:.3g} s)")
+
+
+def _rate_note(c: CostComparison, chosen: str, baseline: str) -> str | None:
+    """The step times the time saved is computed with, as measured."""
+    rates = c.chosen.seconds_per_step, c.baseline.seconds_per_step
+    if rates[0] is not None and rates[0] == rates[1]:
+        return f"Time at {rates[0] * 1e3:.3g} ms per step for both runs, as measured."
+    known = [f"{rate * 1e3:.3g} ms per step for {label}" for label, rate in zip((chosen, baseline), rates, strict=True)
+             if rate is not None]
+    return None if not known else "Measured " + " and ".join(known) + "."
 
 
 def _diagnosis(trace: Trace) -> Diagnosis | None:
@@ -339,12 +393,6 @@ def _facts(rows: list[tuple[str, str]]) -> str:
     """A two-column table of named facts."""
     body = "".join(f"<tr><th>{_e(name)}</th><td>{_e(value)}</td></tr>" for name, value in rows)
     return f"<table>{body}</table>"
-
-
-def _steps(steps: int | None, run_steps: int | None = None) -> str:
-    if steps is not None:
-        return str(steps)
-    return "never" + (f" (in {run_steps} steps)" if run_steps is not None else "")
 
 
 def _number(value: Any) -> str:
