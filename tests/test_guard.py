@@ -19,6 +19,7 @@ from lrkit.tasks.training import torch_threads
 from lrkit.torch.guard import GuardStop
 from lrkit.torch.loaders import cycle
 from lrkit.torch.scheduler import ScheduleLR
+from lrkit.trace import TraceBuilder
 
 
 @pytest.fixture(autouse=True)
@@ -291,6 +292,39 @@ def test_the_watch_leaves_a_healthy_curve_alone():
     losses = [0.3 + 1.7 * math.exp(-t / 25) + 0.02 * float(torch.randn(1, generator=rng)) for t in range(200)]
     feed(guard, losses)
     assert guard.trace.events == () and guard.lr_scale == 1.0
+
+
+def test_the_watch_never_cuts_below_its_floor(monkeypatch):
+    import lrkit.torch.guard as guard_module
+
+    read = []
+    real = guard_module.diagnose
+    monkeypatch.setattr(guard_module, "diagnose", lambda trace: read.append(len(trace)) or real(trace))
+    model, optimizer, _, _ = setup()
+    guard = Guard(model, optimizer, watch_every=10, min_lr_scale=0.05)
+    rng = torch.Generator().manual_seed(2)
+    # a curve that keeps rising whatever the LR: it reads "diverged" window after window
+    losses = [1.0 + 0.01 * t + 0.05 * float(torch.randn(1, generator=rng)) for t in range(400)]
+    feed(guard, losses)
+    cuts = [event for event in guard.trace.events if event.kind == "lr_cut"]
+    assert len(cuts) >= 2 and "its floor, min_lr_scale" in cuts[-1].detail
+    assert guard.lr_scale == pytest.approx(0.05)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-2 * 0.05)
+    watched = len(read)
+    feed(guard, losses[:100])  # at the floor the watch stops reading
+    assert len(read) == watched and guard.lr_scale == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="min_lr_scale"):
+        Guard(model, optimizer, min_lr_scale=0)
+
+
+def test_a_window_of_the_builder_is_that_slice_of_the_whole_trace():
+    builder = TraceBuilder()
+    for step in range(50):
+        builder.add(step, 0.1, float(step), grad_norm=1.0)
+        if step % 10 == 3:
+            builder.event(step, "skip", "x")
+    assert builder.build(slice(20, 40)) == builder.build().select(slice(20, 40))
+    assert [event.step for event in builder.build(slice(20, 40)).events] == [23, 33]
 
 
 def test_snapshots_on_disk_keep_one_file_at_a_time(tmp_path):

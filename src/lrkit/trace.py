@@ -259,8 +259,14 @@ class TraceBuilder:
         self._events.append(event)
         return event
 
-    def build(self) -> Trace:
-        return Trace(**self._columns, events=self._events, meta=self.meta)
+    def build(self, rows: slice | None = None) -> Trace:
+        """The run so far as a Trace, or only ``rows`` of it (only those are copied, so a window of
+        a long run costs the window, not the run; events outside it are dropped)."""
+        if rows is None:
+            return Trace(**self._columns, events=self._events, meta=self.meta)
+        columns = {name: values[rows] for name, values in self._columns.items()}
+        kept = set(columns["step"])
+        return Trace(**columns, events=[e for e in self._events if e.step in kept], meta=self.meta)
 
 
 def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:

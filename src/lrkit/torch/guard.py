@@ -58,10 +58,11 @@ class Guard:
     CPU memory, or in ``directory``); a spike restores it, multiplies the LR by ``lr_factor`` and
     skips the next ``skip_batches`` batches; ``max_rollbacks`` rollbacks in a row without a new good
     snapshot raise :class:`GuardStop`. With ``watch_every``, every that many applied steps the
-    losses since the last LR change (at least ``watch_every`` of them) are diagnosed, and a
-    ``too_high`` or ``diverged`` verdict lowers the LR by the factor the diagnosis gives (3x, or
-    10x when the evidence is far past its rules; no rollback: nothing broke, the rate is just too
-    high to make progress). ``nonfinite_patience`` non-finite losses in a row also count
+    losses since the last LR change (at least ``watch_every`` of them) are diagnosed, and a ``too_high`` or ``diverged`` verdict
+    lowers the LR by the factor the diagnosis gives (3x, or 10x when the evidence is far past its
+    rules; no rollback: nothing broke, the rate is just too high to make progress), never below
+    ``min_lr_scale`` of its start (a curve that reads too high even there is not the LR's doing).
+    ``nonfinite_patience`` non-finite losses in a row also count
     as a spike. With ``patience``, :meth:`should_stop` stops after that many validations without a
     better ``val_loss`` (by more than ``min_delta``) and restores the best weights.
     """
@@ -84,6 +85,7 @@ class Guard:
         directory: str | Path | None = None,
         trace: TraceBuilder | None = None,
         watch_every: int | None = None,
+        min_lr_scale: float = 1e-3,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -109,6 +111,7 @@ class Guard:
         self.min_delta = checks.non_negative("min_delta", min_delta)
         self.directory = directory
         self.watch_every = None if watch_every is None else checks.integer("watch_every", watch_every, minimum=10)
+        self.min_lr_scale = checks.in_range("min_lr_scale", min_lr_scale, 0.0, 1.0, low_open=True)
         self.record = trace if trace is not None else TraceBuilder()
         self.steps = 0  # batches seen by step()/judge()
         self.skipped = 0  # steps not applied because the loss or gradients were not finite
@@ -319,13 +322,17 @@ class Guard:
     def _watch(self) -> None:
         """Diagnose the curve since the last LR change; cut the LR if it says the LR is too high."""
         rows = len(self.record)
-        if rows - self._watch_from < self.watch_every:
+        if rows - self._watch_from < self.watch_every or self.lr_scale <= self.min_lr_scale:
             return
-        diagnosis = diagnose(self.record.build().select(slice(self._watch_from, rows)))
+        # only the rows since the last change are copied: the whole run is the evidence a descent
+        # has ended on a floor, which a window of the floor alone would read as noise
+        diagnosis = diagnose(self.record.build(slice(self._watch_from, rows)))
         if diagnosis.verdict not in ("too_high", "diverged"):
             return
-        self._cut_lrs(self.lr_scale * diagnosis.lr_factor)  # the diagnosis's own 3x or 10x
-        self._event("lr_cut", f"{diagnosis}: LR cut to {self.lr_scale:.3g}x")
+        scale = max(self.lr_scale * diagnosis.lr_factor, self.min_lr_scale)  # the diagnosis's 3x or 10x
+        self._cut_lrs(scale)
+        floor = " (its floor, min_lr_scale: the watch cuts no further)" if scale == self.min_lr_scale else ""
+        self._event("lr_cut", f"{diagnosis}: LR cut to {self.lr_scale:.3g}x{floor}")
 
     def _cut_lrs(self, scale: float) -> None:
         """Set the LR scale (relative to the start) to ``scale``; the watch starts afresh."""
