@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lrkit.cost import compare_cost, moving_mean, seconds_per_step, steps_to_target
+from lrkit.cost import compare_cost, moving_mean, seconds_per_step, steps_to_reach, steps_to_target
 from lrkit.trace import Trace
 
 
@@ -128,3 +128,12 @@ def test_two_runs_of_one_task_share_a_step_time_so_saved_steps_are_saved_seconds
     assert cost.steps_saved > 0 and cost.seconds_saved == pytest.approx(cost.steps_saved * 0.001)
     other = compare_cost(decay(10, 400, task="a", seconds_per_step=0.0011), baseline, target_loss=0.05)
     assert other.chosen.seconds_per_step == 0.0011  # different models keep their own step times
+
+
+def test_a_run_that_passes_the_target_and_then_blows_up_never_reaches_it():
+    falls = np.linspace(2.0, 0.1, 100)
+    blown = Trace(step=np.arange(110), lr=np.full(110, 0.1), loss=np.concatenate([falls, np.full(10, np.nan)]))
+    sound = Trace(step=np.arange(100), lr=np.full(100, 0.1), loss=falls)
+    assert steps_to_target(blown, 0.5) == steps_to_target(sound, 0.5) is not None  # it did pass it
+    assert steps_to_reach(blown, 0.5) is None  # but a failed run reaches nothing (demo and report agree)
+    assert steps_to_reach(sound, 0.5) == steps_to_target(sound, 0.5)

@@ -56,6 +56,12 @@ def steps_to_target(trace: Trace, target: float, *, window: int = WINDOW) -> int
     return steps_through(trace, int(reached[0])) if len(reached) else None
 
 
+def steps_to_reach(trace: Trace, target: float, *, window: int = WINDOW) -> int | None:
+    """:func:`steps_to_target` for a run that did not fail (see :func:`failure`); None for one that
+    did: a run that passed the target and then blew up never reached it."""
+    return None if failure(trace, window) else steps_to_target(trace, target, window=window)
+
+
 def failure(trace: Trace, window: int = WINDOW) -> str | None:
     """Why a run failed (it ended non-finite, or its final moving mean is no lower than the first
     finite loss it logged), or None when it did not."""
@@ -202,9 +208,8 @@ def compare_cost(
         rates = [sum(rates) / 2] * 2  # type: ignore[operator]
     costs = []
     for trace, rate in zip((chosen, baseline), rates, strict=True):
-        why = failure(trace, window)
-        reached = None if why else steps_to_target(trace, target_loss, window=window)
-        costs.append(RunCost(reached, steps_through(trace, len(trace) - 1) if len(trace) else 0, rate, why))
+        reached = steps_to_reach(trace, target_loss, window=window)
+        costs.append(RunCost(reached, steps_through(trace, len(trace) - 1) if len(trace) else 0, rate, failure(trace, window)))
     return CostComparison(target_loss, costs[0], costs[1], search_steps, price_per_gpu_hour)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from lrkit import checks
-from lrkit.cost import steps_to_target
+from lrkit.cost import steps_to_reach
 from lrkit.tasks import Task, TrainResult, get_task, train
 
 # The demo's rates, as multiples of the task's rule-of-thumb LR: for digits-mlp (Adam, 1e-3) they
@@ -104,7 +104,7 @@ def count_spikes(loss: np.ndarray, window: int = SPIKE_WINDOW) -> int:
 def measure(role: str, result: TrainResult, target_loss: float) -> DemoRow:
     loss = result.trace.loss
     progress = 0.0 if result.diverged else (loss[0] - result.final_loss) / loss[0]
-    return DemoRow(role, result, count_spikes(loss), progress, steps_to_target(result.trace, target_loss))
+    return DemoRow(role, result, count_spikes(loss), progress, steps_to_reach(result.trace, target_loss))
 
 
 def expectations(rows: Sequence[DemoRow]) -> list[str]:
