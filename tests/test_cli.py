@@ -36,3 +36,15 @@ def test_console_script_runs_without_traceback():
     )
     assert done.returncode == 2
     assert done.stderr.strip().startswith("lrkit: error:") and "Traceback" not in done.stderr
+
+
+def test_api_messages_name_the_command_line_options(capsys):
+    from lrkit.cli.app import _as_options
+
+    assert main(["sweep", "--task", "cancer-logreg", "--min-lr", "2", "--max-lr", "1"]) == 2
+    assert capsys.readouterr().err == "lrkit: error: --min-lr must be < --max-lr, got --min-lr=2.0 >= --max-lr=1.0\n"
+    # snake_case names become the command's options; prose words and other commands' names stay
+    message = "min_lr=1, price_per_gpu_hour=2; the steps fell; a_min_lr stays"
+    assert _as_options(message, ["find"]) == "--min-lr=1, price_per_gpu_hour=2; the steps fell; a_min_lr stays"
+    assert _as_options(message, ["report"]).startswith("min_lr=1, --price-per-gpu-hour=2")
+    assert _as_options(message, []) == message

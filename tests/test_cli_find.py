@@ -146,7 +146,7 @@ def test_an_error_in_the_users_code_keeps_its_traceback_and_exits_1(tmp_path: Pa
         (["find", "--task", "nope"], "unknown task 'nope'"),
         (
             ["find", "--task", "cancer-logreg", "--min-lr", "1", "--max-lr", "0.1"],
-            "min_lr must be < max_lr",
+            "--min-lr must be < --max-lr, got --min-lr=1.0 >= --max-lr=0.1",
         ),
         (["find", "--task", "cancer-logreg", "--budget", "0"], "budget must be in (0, 1]"),
         (["find", "--entry", "nocolon"], "--entry must look like module:function, got 'nocolon'"),

@@ -521,7 +521,7 @@ ENTRY = ["--entry", "sweep_objectives:bowl", "--min-lr", "1e-4", "--max-lr", "1"
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([*ENTRY, "--min-lr", "1", "--max-lr", "0.1"], "min_lr must be < max_lr, got min_lr=1.0 >= max_lr=0.1"),
+        ([*ENTRY, "--min-lr", "1", "--max-lr", "0.1"], "--min-lr must be < --max-lr, got --min-lr=1.0 >= --max-lr=0.1"),
         ([*ENTRY, "--min-lr", "0"], "'--min-lr': 0.0 is not in the range x>0"),
         ([*ENTRY, "--max-lr", "-1"], "'--max-lr': -1.0 is not in the range x>0"),
         ([*ENTRY, "--trials", "0"], "'--trials': 0 is not in the range x>=1"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 import sysconfig
 import traceback
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"lrkit: error: raised in your code ({user_file}): {type(error).__name__}", file=sys.stderr)
             return 1
         if isinstance(error, ValueError | TypeError | OSError):
-            return _fail(str(error) or type(error).__name__)
+            return _fail(_as_options(str(error) or type(error).__name__, sys.argv[1:] if argv is None else argv))
         raise
 
 
@@ -94,6 +95,17 @@ def _user_code(error: BaseException) -> str | None:
         if not any(path.is_relative_to(root) for root in _LIBRARY_ROOTS):
             found = f"{frame.filename}, line {frame.lineno}"
     return found
+
+
+def _as_options(message: str, argv: list[str]) -> str:
+    """The API's message in the command line's words: ``min_lr`` becomes ``--min-lr`` where the
+    command has that option (snake_case names only: they are never prose)."""
+    command = cli.get_command(click.Context(cli), argv[0]) if argv and argv[0] in COMMANDS else None
+    for param in getattr(command, "params", ()):
+        flags = [opt for opt in param.opts if opt.startswith("--")]
+        if "_" in (param.name or "") and flags:
+            message = re.sub(rf"(?<![\w-]){param.name}(?!\w)", max(flags, key=len), message)
+    return message
 
 
 def _fail(message: str, code: int = 2) -> int:
