@@ -568,3 +568,13 @@ def test_cli_unreachable_storage_is_one_line_without_the_password(tmp_path, caps
     assert captured.err.startswith("lrkit: error: cannot open storage postgresql://sweeper:***@127.0.0.1:")
     assert captured.err.count("\n") == 1
     assert "Hidden-42" not in captured.err + captured.out
+
+
+def test_cli_prints_the_trials_around_the_best_and_the_csv_keeps_them_all(tmp_path, capsys):
+    args = ["--min-lr", "1e-5", "--max-lr", "1", "--pruner", "none", "--sampler", "random", "--trials", "60"]
+    assert main(["sweep", "--entry", "sweep_objectives:bowl", *args, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("│") and "complete" in line]
+    assert len(rows) == 40 and sum("(best)" in line for line in rows) == 1
+    assert "not shown: every trial is in sweep.csv" in " ".join(out.split())
+    assert len((tmp_path / "sweep.csv").read_text().splitlines()) == 61

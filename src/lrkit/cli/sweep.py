@@ -122,6 +122,9 @@ def _run_with_progress(plan, workers: int):
         return run_plan(plan, workers=workers, progress=lambda done, total: bar.update(job, completed=done))
 
 
+TABLE_ROWS = 40  # the trials printed, around the best; sweep.csv holds them all
+
+
 def _edge(best, finite: list, trials: list) -> str | None:
     """``"highest"`` or ``"lowest"`` when the best of three or more complete trials is at that end
     of every LR tried (a pruned or diverged trial beyond it shows the loss got worse there)."""
@@ -129,6 +132,17 @@ def _edge(best, finite: list, trials: list) -> str | None:
         return None
     lrs = [row.lr for row in trials if row.state in ("complete", "pruned")]
     return "highest" if best.lr == max(lrs) else "lowest" if best.lr == min(lrs) else None
+
+
+def _shown(rows: list, best, table) -> list:
+    """At most ``TABLE_ROWS`` rows, centred on the best trial; the table's caption counts the rest."""
+    if len(rows) <= TABLE_ROWS:
+        return rows
+    centre = rows.index(best) if best in rows else 0
+    start = min(max(0, centre - TABLE_ROWS // 2), len(rows) - TABLE_ROWS)
+    below, above = start, len(rows) - start - TABLE_ROWS
+    table.caption = f"{below} trials at lower LRs and {above} at higher LRs not shown: every trial is in sweep.csv"
+    return rows[start : start + TABLE_ROWS]
 
 
 def _print_result(result) -> None:
@@ -140,7 +154,7 @@ def _print_result(result) -> None:
     searched = any(row.schedule is not None for row in result.trials)
     columns = ["trial", "lr", *(["schedule", "warmup"] if searched else []), "state", "val loss", "steps"]
     table = Table(*columns, title=f"study {result.study!r}")
-    for row in sorted(result.trials, key=lambda row: row.lr):
+    for row in _shown(sorted(result.trials, key=lambda row: row.lr), best, table):
         state = row.state + (" (diverged)" if row.diverged else "")
         if row.retry_of is not None:
             state += f" (retry of #{row.retry_of})"
