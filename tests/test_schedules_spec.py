@@ -68,8 +68,22 @@ def test_malformed_specs_say_what_is_wrong(text, message):
 
 
 def test_spec_must_be_a_string():
-    with pytest.raises(TypeError, match="spec must be a string, got 3"):
+    with pytest.raises(TypeError, match=r"spec must be a Schedule or a spec string, got 3 \(int\)"):
         S.parse(3)
+
+
+def test_the_adapters_name_their_schedule_argument():
+    import torch
+
+    from lrkit.integrations.optax import optax_schedule
+    from lrkit.torch.scheduler import ScheduleLR
+
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    for build in (optax_schedule, lambda schedule: ScheduleLR(optimizer, schedule)):
+        with pytest.raises(TypeError, match=r"^schedule must be a Schedule or a spec string, got 3 \(int\)"):
+            build(3)
+        with pytest.raises(ValueError, match="^schedule must describe a schedule, got an empty string"):
+            build(" ")
 
 
 @pytest.mark.parametrize(

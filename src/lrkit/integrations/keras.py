@@ -38,7 +38,7 @@ class KerasSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, schedule: Schedule | str) -> None:
         super().__init__()
-        self.schedule = parse(schedule)
+        self.schedule = parse(schedule, name="schedule")
 
     def __call__(self, step: Any) -> Any:
         return self.schedule.evaluate_traced(keras.ops.cast(step, "float32"), _KerasOps)

@@ -17,7 +17,7 @@ from lrkit.schedules.spec import parse
 
 def optax_schedule(schedule: Schedule | str) -> Callable[[Any], Any]:
     """A function of optax's step count, traceable under ``jax.jit``, giving the schedule's value."""
-    schedule = parse(schedule)
+    schedule = parse(schedule, name="schedule")
 
     def learning_rate(count: Any) -> Any:
         return schedule.evaluate_traced(jnp.asarray(count) * 1.0, jnp)

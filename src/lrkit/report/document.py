@@ -125,7 +125,7 @@ def render_report(
     """The report's HTML text (see :func:`lrkit.report.write_report` for the arguments)."""
     chosen_runs = as_runs(runs)
     range_test = None if finder is None else as_range_test(finder)
-    schedule = None if schedule is None else parse(schedule)
+    schedule = None if schedule is None else parse(schedule, name="schedule")
     baseline_run = None
     if baseline is not None:
         trace = as_trace(baseline, "baseline")

@@ -45,7 +45,7 @@ NAMES: dict[str, Callable[..., Schedule]] = {
 MAX_LENGTH = 10_000
 
 
-def parse(spec: str) -> Schedule:
+def parse(spec: str | Schedule, *, name: str = "spec") -> Schedule:
     """The schedule a spec string describes; ``ValueError`` says what is wrong and where.
 
     A Schedule passes through. Either way the result has a value at every step (a warmup with
@@ -54,11 +54,11 @@ def parse(spec: str) -> Schedule:
     if isinstance(spec, Schedule):
         return combinators.check_complete(spec)
     if not isinstance(spec, str):
-        raise TypeError(f"spec must be a string, got {spec!r} ({type(spec).__name__})")
+        raise TypeError(f"{name} must be a Schedule or a spec string, got {spec!r} ({type(spec).__name__})")
     if not spec.strip():
-        raise ValueError("spec must describe a schedule, got an empty string")
+        raise ValueError(f"{name} must describe a schedule, got an empty string")
     if len(spec) > MAX_LENGTH:
-        raise ValueError(f"spec must be at most {MAX_LENGTH} characters, got {len(spec)}")
+        raise ValueError(f"{name} must be at most {MAX_LENGTH} characters, got {len(spec)}")
     spec = spec.strip()
     try:
         tree = ast.parse(_bracketed(spec), mode="eval")

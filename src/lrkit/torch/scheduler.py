@@ -39,7 +39,7 @@ class ScheduleLR(LRScheduler):
             raise TypeError(f"plateau must be an lrkit Plateau, got {type(plateau).__name__}")
         if not isinstance(schedule, (Schedule, str)):
             raise TypeError(f"schedule must be an lrkit Schedule or spec string, got {type(schedule).__name__}")
-        schedule = parse(schedule)
+        schedule = parse(schedule, name="schedule")
         lrs = [float(group["lr"]) for group in optimizer.param_groups]
         top = max(lrs)
         if not top > 0:
