@@ -80,7 +80,7 @@ def test_the_adapters_name_their_schedule_argument():
 
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     for build in (optax_schedule, lambda schedule: ScheduleLR(optimizer, schedule)):
-        with pytest.raises(TypeError, match=r"^schedule must be a Schedule or a spec string, got 3 \(int\)"):
+        with pytest.raises(TypeError, match=r"^schedule must be .*Schedule or .*spec string, got .*int"):
             build(3)
         with pytest.raises(ValueError, match="^schedule must describe a schedule, got an empty string"):
             build(" ")
