@@ -16,7 +16,10 @@ import csv
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from array import array
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +69,56 @@ FORMATS = ("csv", "jsonl", "json", "tensorboard")
 Record = dict[str, float | None]
 
 
+class _Table:
+    """A log's columns as read, in file order: per column its values and which rows logged one.
+
+    Each column is a compact float array, not a dict per row, so a log takes a few bytes a cell.
+    A row that has a column's name with no value (an empty cell, ``null``) leaves it unlogged
+    there, as a row without the name does; the name still counts as one of the log's columns.
+    """
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self._values: dict[str, array] = {}
+        self._logged: dict[str, bytearray] = {}
+
+    def add(self, cells: Iterable[tuple[str, float | None]]) -> None:
+        """Append one row; a name given twice keeps its last value."""
+        row = self.rows
+        for name, value in cells:
+            values = self._values.get(name)
+            if values is None:
+                values = self._values[name] = array("d")
+                self._logged[name] = bytearray()
+            logged = self._logged[name]
+            if len(values) > row:  # the name came earlier in this row
+                values.pop()
+                logged.pop()
+            elif len(values) < row:
+                values.extend([math.nan] * (row - len(values)))
+                logged.extend(bytes(row - len(logged)))
+            values.append(math.nan if value is None else value)
+            logged.append(value is not None)
+        self.rows += 1
+
+    def columns(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Column name (in the order names first appear) -> (values, logged) over all rows."""
+        found = {}
+        for name, values in self._values.items():
+            logged = self._logged[name]
+            values.extend([math.nan] * (self.rows - len(values)))
+            logged.extend(bytes(self.rows - len(logged)))
+            found[name] = (np.frombuffer(values, dtype=float), np.frombuffer(logged, dtype=bool))
+        return found
+
+    @classmethod
+    def of(cls, records: Iterable[Mapping[str, float | None]]) -> _Table:
+        table = cls()
+        for record in records:
+            table.add(record.items())
+        return table
+
+
 def read_log(
     path: str | Path,
     *,
@@ -90,11 +143,9 @@ def read_log(
     if not path.exists():
         raise ValueError(f"{path}: no such file")
     kind = format or ("tensorboard" if path.is_dir() else _detect(path))
-    records, header = _READERS[kind](path)
+    table, header = _READERS[kind](path)
     names = {"step": step, "loss": loss, "lr": lr, "val_loss": val_loss, "grad_norm": grad_norm}
-    return _build(
-        path, kind, records, header, {key: value for key, value in names.items() if value}
-    )
+    return _build(path, kind, table, header, {key: value for key, value in names.items() if value})
 
 
 # --- finding and sniffing -----------------------------------------------------------------------
@@ -146,7 +197,7 @@ def _detect(path: Path) -> str:
     return "jsonl" if stripped.startswith("{") else "csv"
 
 
-# --- readers: each returns records in file order and an lrkit header (meta, events) if any -------
+# --- readers: each returns a table of the rows in file order and an lrkit header (meta, events) ---
 
 
 def _read_text(path: Path) -> str:
@@ -161,36 +212,49 @@ def _read_text(path: Path) -> str:
     return text
 
 
-def _read_csv(path: Path) -> tuple[list[Record], dict[str, Any]]:
-    lines = _read_text(path).splitlines()
-    header: dict[str, Any] = {}
-    if lines[0].startswith("# {"):
-        header = _lrkit_header(path, lines[0][2:])
-    body = [
-        (number, line)
-        for number, line in enumerate(lines, 1)
-        if line.strip() and not line.startswith("#")
-    ]
-    if not body:
+def _lines(text: str) -> Iterator[str]:
+    """``text.splitlines()`` a block at a time, so a big log is not held again as a list of lines."""
+    start = 0
+    while start < len(text):
+        # cut after a '\n': no line break spans it (reading the text turned '\r\n' into '\n')
+        end = text.find("\n", start + (1 << 20))
+        end = len(text) if end < 0 else end + 1
+        yield from text[start:end].splitlines()
+        start = end
+
+
+def _read_csv(path: Path) -> tuple[_Table, dict[str, Any]]:
+    text = _read_text(path)
+    first = next(_lines(text))
+    header = _lrkit_header(path, first[2:]) if first.startswith("# {") else {}
+    numbers: deque[int] = deque()  # the numbers of the lines the CSV reader took, not yet in a row
+
+    def body() -> Iterator[str]:
+        for number, line in enumerate(_lines(text), 1):
+            if line.strip() and not line.startswith("#"):
+                numbers.append(number)
+                yield line
+
+    lines = body()
+    head = next(lines, None)
+    if head is None:
         raise ValueError(f"{path}: the file has no header row and no data")
-    dialect = _dialect(body[0][1])
-    rows = list(csv.reader((line for _, line in body), dialect))
-    names = [name.strip() for name in rows[0]]
-    if len(rows) == 1:
-        raise ValueError(f"{path}: has a header ({', '.join(names)}) but no data rows")
-    records = []
-    for (number, _), row in zip(body[1:], rows[1:], strict=True):
+    rows = csv.reader(chain([head], lines), _dialect(head))
+    names = [name.strip() for name in next(rows)]
+    numbers.popleft()
+    table = _Table()
+    for row in rows:
+        number = numbers.popleft()
         if len(row) > len(names):
             raise ValueError(
                 f"{path}: line {number} has {len(row)} fields but the header has {len(names)}"
             )
-        records.append(
-            {
-                name: _number(path, name, cell, number)
-                for name, cell in zip(names, row, strict=False)
-            }
-        )
-    return records, header
+        table.add((name, _number(path, name, cell, number)) for name, cell in zip(names, row, strict=False))
+    if not table.rows:
+        raise ValueError(f"{path}: has a header ({', '.join(names)}) but no data rows")
+    if numbers:
+        raise ValueError(f"{path}: a quoted field runs over more than one line; keep each row on one line")
+    return table, header
 
 
 def _dialect(first_line: str) -> type[csv.Dialect]:
@@ -200,10 +264,10 @@ def _dialect(first_line: str) -> type[csv.Dialect]:
     return csv.excel
 
 
-def _read_jsonl(path: Path) -> tuple[list[Record], dict[str, Any]]:
+def _read_jsonl(path: Path) -> tuple[_Table, dict[str, Any]]:
     header: dict[str, Any] = {}
-    records = []
-    for number, line in enumerate(_read_text(path).splitlines(), 1):
+    table = _Table()
+    for number, line in enumerate(_lines(_read_text(path)), 1):
         if not line.strip():
             continue
         try:
@@ -215,11 +279,11 @@ def _read_jsonl(path: Path) -> tuple[list[Record], dict[str, Any]]:
         if "lrkit_trace" in value:
             header = value
             continue
-        records.append(_json_record(path, value, number))
-    return records, header
+        table.add(_json_cells(path, value, number))
+    return table, header
 
 
-def _read_json(path: Path) -> tuple[list[Record], dict[str, Any]]:
+def _read_json(path: Path) -> tuple[_Table, dict[str, Any]]:
     text = _read_text(path)
     try:
         value = json.loads(text)
@@ -231,16 +295,16 @@ def _read_json(path: Path) -> tuple[list[Record], dict[str, Any]]:
         raise ValueError(
             f"{path}: expected a list of JSON objects (one per logged step) or a trainer_state.json"
         )
-    return [_json_record(path, item, index + 1) for index, item in enumerate(value)], {}
+    table = _Table()
+    for index, item in enumerate(value):
+        table.add(_json_cells(path, item, index + 1))
+    return table, {}
 
 
-def _json_record(path: Path, value: Mapping[str, Any], number: int) -> Record:
-    record = {}
+def _json_cells(path: Path, value: Mapping[str, Any], number: int) -> Iterator[tuple[str, float | None]]:
     for name, cell in value.items():
-        if isinstance(cell, (bool, dict, list)):
-            continue
-        record[name] = _number(path, name, cell, number)
-    return record
+        if not isinstance(cell, (bool, dict, list)):
+            yield name, _number(path, name, cell, number)
 
 
 def _read_tensorboard(path: Path) -> tuple[list[Record], dict[str, Any]]:
@@ -282,11 +346,16 @@ def _read_tensorboard(path: Path) -> tuple[list[Record], dict[str, Any]]:
     return [merged[step] for step in sorted(merged)], {}
 
 
+def _read_tensorboard_table(path: Path) -> tuple[_Table, dict[str, Any]]:
+    records, header = _read_tensorboard(path)
+    return _Table.of(records), header
+
+
 _READERS = {
     "csv": _read_csv,
     "jsonl": _read_jsonl,
     "json": _read_json,
-    "tensorboard": _read_tensorboard,
+    "tensorboard": _read_tensorboard_table,
 }
 
 
@@ -356,43 +425,41 @@ def _columns(path: Path, available: Iterable[str], chosen: Mapping[str, str]) ->
 def _build(
     path: Path,
     kind: str,
-    records: list[Record],
+    table: _Table,
     header: Mapping[str, Any],
     chosen: Mapping[str, str],
 ) -> Trace:
-    if not records:
+    if not table.rows:
         raise ValueError(f"{path}: no data rows")
-    found = _columns(path, (name for record in records for name in record), chosen)
-    steps = _steps(path, records, found.get("step"))
+    logged = table.columns()
+    found = _columns(path, logged, chosen)
+    steps = _steps(path, logged, table.rows, found.get("step"))
+    _check_lr(path, found.get("lr"), logged, steps)
 
-    # merge rows that share a step, keeping the last value each column logged there
-    merged: dict[int, Record] = {}
-    for number, (step, record) in enumerate(zip(steps, records, strict=True), 1):
-        _check_lr(path, found.get("lr"), record, number, step)
-        row = merged.setdefault(step, {})
-        for column, name in found.items():
-            if record.get(name) is not None:
-                row[column] = record[name]
-
-    train_steps = [step for step, row in merged.items() if row.get("loss") is not None]
-    if not train_steps:
-        raise ValueError(f"{path}: the loss column {found['loss']!r} has no values")
-    position = {step: index for index, step in enumerate(train_steps)}
-    columns = {
-        name: np.full(len(train_steps), np.nan) for name in ("lr", "loss", "val_loss", "grad_norm")
+    # merge rows that share a step (neighbours, as steps never go back), keeping the last value
+    # each column logged there
+    new = np.ones(len(steps), dtype=bool)
+    new[1:] = steps[1:] != steps[:-1]
+    merged_row = np.cumsum(new) - 1
+    merged = {
+        column: _last_logged(*logged[name], merged_row, int(new.sum()))
+        for column, name in found.items()
     }
-    last_lr, index = math.nan, -1
-    for step, row in merged.items():
-        if step in position:
-            index = position[step]
-        last_lr = row.get("lr", last_lr)
-        target = max(index, 0)
-        if step in position:
-            columns["lr"][target] = last_lr
-            columns["loss"][target] = row["loss"]
-            columns["grad_norm"][target] = row.get("grad_norm", math.nan)
-        if row.get("val_loss") is not None:
-            columns["val_loss"][target] = row["val_loss"]
+
+    loss, is_train = merged["loss"]
+    if not is_train.any():
+        raise ValueError(f"{path}: the loss column {found['loss']!r} has no values")
+    train = np.flatnonzero(is_train)
+    # a merged row's values go to the last training step at or before it (the first one if none)
+    target = np.maximum(np.cumsum(is_train) - 1, 0)
+    lr = np.full(len(train), np.nan)
+    if "lr" in merged:  # a missing LR carries over from the last one logged
+        lr = _carried(*merged["lr"], fill=math.nan)[train]
+    grad_norm = merged["grad_norm"][0][train] if "grad_norm" in merged else np.full(len(train), np.nan)
+    val_loss = np.full(len(train), np.nan)
+    if "val_loss" in merged:
+        values, at = _last_logged(*merged["val_loss"], target, len(train))
+        val_loss[at] = values[at]
     meta = {
         **dict(header.get("meta", {})),
         "source": str(path),
@@ -401,70 +468,106 @@ def _build(
     }
     events = [Event(**event) for event in header.get("events", [])]
     return Trace(
-        step=np.array(train_steps),
-        lr=columns["lr"],
-        loss=columns["loss"],
-        val_loss=columns["val_loss"],
-        grad_norm=columns["grad_norm"],
+        step=_whole(steps[new][train]),
+        lr=lr,
+        loss=loss[train],
+        val_loss=val_loss,
+        grad_norm=grad_norm,
         events=events,
         meta=meta,
     )
 
 
-def _ranked(path: Path, name: str, values: list[float | None]) -> list[int]:
+def _last_logged(
+    values: np.ndarray, logged: np.ndarray, group: np.ndarray, groups: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per group (numbered from 0 in row order) its last logged value (NaN if none) and whether it has one."""
+    rows = np.flatnonzero(logged)
+    of_row = group[rows]
+    last = np.ones(len(rows), dtype=bool)
+    last[:-1] = of_row[1:] != of_row[:-1]
+    out, has = np.full(groups, np.nan), np.zeros(groups, dtype=bool)
+    out[of_row[last]] = values[rows[last]]
+    has[of_row[last]] = True
+    return out, has
+
+
+def _carried(values: np.ndarray, logged: np.ndarray, *, fill: float) -> np.ndarray:
+    """``values`` with each unlogged one replaced by the last logged before it (``fill`` if none)."""
+    source = np.maximum.accumulate(np.where(logged, np.arange(len(values)), -1))
+    return np.where(source >= 0, values[np.maximum(source, 0)], fill)
+
+
+def _whole(steps: np.ndarray) -> np.ndarray:
+    """Whole-number steps as integers (Python's where they do not fit in 64 bits)."""
+    if np.all(np.abs(steps) < 2.0**63):
+        return steps.astype(np.int64)
+    return np.array([int(step) for step in steps.tolist()])
+
+
+def _ranked(path: Path, name: str, values: np.ndarray, logged: np.ndarray) -> np.ndarray:
     """Each value's place among the distinct values of its column (a missing one repeats the last)."""
-    ranks, last, rank = [], None, -1
-    for number, value in enumerate(values, 1):
-        if value is None or not math.isfinite(value):
-            if last is None:
-                raise ValueError(f"{path}: step column {name!r} is empty in data row {number}")
-            value = last
-        if last is not None and value < last:
-            raise ValueError(f"{path}: steps are not in order: {name}={value!r} in data row {number} follows {last!r}")
-        rank += value != last
-        ranks.append(rank)
-        last = value
-    return ranks
+    known = logged & np.isfinite(values)
+    if not known[0]:
+        raise ValueError(f"{path}: step column {name!r} is empty in data row 1")
+    values = _carried(values, known, fill=math.nan)
+    back = np.flatnonzero(values[1:] < values[:-1])
+    if back.size:
+        row = int(back[0]) + 1
+        value, last = float(values[row]), float(values[row - 1])
+        raise ValueError(f"{path}: steps are not in order: {name}={value!r} in data row {row + 1} follows {last!r}")
+    new = np.ones(len(values), dtype=bool)
+    new[1:] = values[1:] != values[:-1]
+    return (np.cumsum(new) - 1).astype(float)
 
 
-def _check_lr(path: Path, name: str | None, record: Record, number: int, step: int) -> None:
+def _check_lr(
+    path: Path, name: str | None, logged: Mapping[str, tuple[np.ndarray, np.ndarray]], steps: np.ndarray
+) -> None:
     """A logged learning rate is >= 0 and finite (NaN: not known at that step)."""
-    value = record.get(name) if name else None
-    if value is not None and (value < 0 or math.isinf(value)):
+    if name is None:
+        return
+    values, known = logged[name]
+    bad = np.flatnonzero(known & ((values < 0) | np.isinf(values)))
+    if bad.size:
+        row = int(bad[0])
         raise ValueError(
-            f"{path}: column {name!r} has the learning rate {value!r} in data row {number} (step {step}); "
-            "a learning rate must be >= 0 and finite"
+            f"{path}: column {name!r} has the learning rate {float(values[row])!r} in data row {row + 1} "
+            f"(step {int(steps[row])}); a learning rate must be >= 0 and finite"
         )
 
 
-def _steps(path: Path, records: list[Record], name: str | None) -> list[int]:
-    """Each record's step (the row number when the log has no step column); must not go back.
+def _steps(
+    path: Path, logged: Mapping[str, tuple[np.ndarray, np.ndarray]], rows: int, name: str | None
+) -> np.ndarray:
+    """Each row's step as a whole float (the row number when the log has no step column); must not go back.
 
     A fractional epoch column (``epoch`` 0.25, 0.5, ... as Hugging Face logs it) counts its
     distinct values in order instead: the curve's shape is the same, only the axis is renumbered.
     """
     if name is None:
-        return list(range(len(records)))
+        return np.arange(rows, dtype=float)
+    values, known = logged[name]
     if "epoch" in name.lower():
-        values = [record.get(name) for record in records]
-        known = [value for value in values if value is not None and math.isfinite(value)]
-        if known and any(value != int(value) for value in known):
-            return _ranked(path, name, values)
-    steps, last = [], None
-    for number, record in enumerate(records, 1):
-        value = record.get(name)
-        if value is None:
-            if last is None:
-                raise ValueError(f"{path}: step column {name!r} is empty in data row {number}")
-            value = last
-        if not math.isfinite(value) or value != int(value):
+        finite = values[known & np.isfinite(values)]
+        if np.any(finite != np.trunc(finite)):
+            return _ranked(path, name, values, known)
+    if not known[0]:
+        raise ValueError(f"{path}: step column {name!r} is empty in data row 1")
+    values = _carried(values, known, fill=math.nan)
+    wrong = ~np.isfinite(values)
+    wrong[~wrong] = values[~wrong] != np.trunc(values[~wrong])
+    back = np.zeros(len(values), dtype=bool)
+    back[1:] = values[1:] < values[:-1]
+    first = np.flatnonzero(wrong | back)
+    if first.size:
+        row = int(first[0])
+        if wrong[row]:
             raise ValueError(
-                f"{path}: step column {name!r} has {value!r} in data row {number}; expected whole numbers"
+                f"{path}: step column {name!r} has {float(values[row])!r} in data row {row + 1}; expected whole numbers"
             )
-        if last is not None and value < last:
-            raise ValueError(
-                f"{path}: steps are not in order: {name}={int(value)} in data row {number} follows {int(last)}"
-            )
-        steps.append(int(value))
-        last = value
-    return steps
+        raise ValueError(
+            f"{path}: steps are not in order: {name}={int(values[row])} in data row {row + 1} "
+            f"follows {int(values[row - 1])}"
+        )
+    return values
