@@ -205,9 +205,16 @@ def test_cli_shows_the_money_saved_from_traces_lrkit_training_saved(tmp_path: Pa
         "report", str(tmp_path / "chosen.jsonl"), "--baseline", str(tmp_path / "default.jsonl"),
         "--price-per-gpu-hour", "2.5", "--out", str(out),
     ])
-    assert code == 0 and capsys.readouterr().err == ""
-    expected = compare_cost(chosen.trace, default.trace, price_per_gpu_hour=2.5).money_saved
+    printed = capsys.readouterr()
+    assert code == 0 and printed.err == ""
+    comparison = compare_cost(chosen.trace, default.trace, price_per_gpu_hour=2.5)
+    expected = comparison.money_saved
     assert f"<th>money saved</th><td>{expected:.4g} at 2.5 per GPU-hour</td>" in out.read_text()
+    # the report's cost line is printed too, naming the files as given
+    line = printed.out.splitlines()[-1]
+    steps = f"in {comparison.chosen_total_steps} steps against {comparison.baseline_steps} for"
+    assert line.startswith(f"{tmp_path / 'chosen.jsonl'} reaches loss") and steps in line
+    assert line.endswith(f"{expected:.4g} saved at 2.5 per GPU-hour")
 
 
 def test_cli_notes_a_price_it_cannot_apply_to_untimed_runs(tmp_path: Path, capsys) -> None:

@@ -30,8 +30,8 @@ def write_report(
     label -> run names them); the first is the chosen one. ``finder``: a range test (its Trace or
     a ``FinderResult``). ``schedule``: the schedule used (a Schedule or a spec string).
     ``baseline``: a run at the default LR to compare the chosen one with: steps and time to
-    ``target_loss`` (default: the best loss both reach) and, with ``price_per_gpu_hour``, the
-    money saved.
+    ``target_loss`` (default: the higher of the two runs' final smoothed losses, so both can reach
+    it) and, with ``price_per_gpu_hour``, the money saved.
     """
     text = render_report(
         runs=runs,

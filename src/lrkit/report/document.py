@@ -191,7 +191,7 @@ def _summary(
         verdict = "not diagnosed (too few steps)" if diagnosis is None else f"{diagnosis.verdict}: {diagnosis.action}"
         items.append(f"{run.label}: {verdict}")
     if comparison is not None and labels is not None:
-        items.append(_cost_sentence(comparison, *labels))
+        items.append(cost_sentence(comparison, *labels))
         price = comparison.price_per_gpu_hour
         if comparison.steps_saved is not None and comparison.money_saved is None and price is not None:
             items.append(f"No money saved shown at {price:g} per GPU-hour: {NO_TIME}")
@@ -278,7 +278,7 @@ def _events_section(runs: list[Run]) -> str:
     return "<section id='events'><h2>Guard events</h2>" + _table(("run", "step", "event", "detail"), rows) + "</section>"
 
 
-def _cost_sentence(c: CostComparison, chosen: str, baseline: str) -> str:
+def cost_sentence(c: CostComparison, chosen: str, baseline: str) -> str:
     """The summary's line on cost: where the chosen run got to, against the baseline."""
     if c.chosen_total_steps is None:
         why = "" if c.chosen.failure is None else f" ({c.chosen.failure})"
