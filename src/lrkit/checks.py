@@ -20,6 +20,17 @@ def is_real(value: object) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
 
 
+def one_number(value: object) -> float | None:
+    """``value`` as a float when it holds one real number: a number, or a one-element tensor or
+    array (read by duck typing, so this stays free of torch); None otherwise."""
+    if is_real(value):
+        return float(value)
+    count = value.numel() if callable(getattr(value, "numel", None)) else getattr(value, "size", None)
+    if count == 1 and callable(getattr(value, "item", None)) and is_real(item := value.item()):
+        return float(item)
+    return None
+
+
 def _require_real(name: str, value: object) -> float:
     if not is_real(value):
         raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")

@@ -89,16 +89,9 @@ def command(
     )
     click.echo(f"wrote {path}")
     if baseline_trace is not None and runs:
-        from lrkit.cost import compare_cost
-        from lrkit.report.document import cost_sentence
+        from lrkit.report.document import compare_runs, cost_sentence
 
-        comparison = compare_cost(
-            runs[0][1],
-            baseline_trace,
-            target_loss=target_loss,
-            search_steps=0 if finder_trace is None else len(finder_trace),
-            price_per_gpu_hour=price_per_gpu_hour,
-        )
+        comparison = compare_runs(runs[0][1], baseline_trace, finder_trace, target_loss, price_per_gpu_hour)
         click.echo(cost_sentence(comparison, runs[0][0], baseline))  # the report's cost line, here too
     if price_per_gpu_hour is not None:
         untimed = [name for name, trace in (*runs[:1], (baseline, baseline_trace)) if seconds_per_step(trace) is None]

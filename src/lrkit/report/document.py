@@ -147,13 +147,8 @@ def render_report(
     diagnoses = [_diagnosis(run.trace) for run in every]
     comparison = None
     if baseline_run is not None:
-        comparison = compare_cost(
-            chosen_runs[0].trace,
-            baseline_run.trace,
-            target_loss=target_loss,
-            search_steps=0 if range_test is None else len(range_test.trace),
-            price_per_gpu_hour=price_per_gpu_hour,
-        )
+        finder_trace = None if range_test is None else range_test.trace
+        comparison = compare_runs(chosen_runs[0].trace, baseline_run.trace, finder_trace, target_loss, price_per_gpu_hour)
     labels = None if comparison is None else (chosen_runs[0].label, baseline_run.label)
     parts = [f"<h1>{_e(title)}</h1>", _summary(range_test, every, diagnoses, comparison, labels)]
     if range_test is not None:
@@ -276,6 +271,23 @@ def _events_section(runs: list[Run]) -> str:
     if not rows:
         return "<section id='events'><h2>Guard events</h2><p class='note'>No events were recorded.</p></section>"
     return "<section id='events'><h2>Guard events</h2>" + _table(("run", "step", "event", "detail"), rows) + "</section>"
+
+
+def compare_runs(
+    chosen: Trace,
+    baseline: Trace,
+    finder: Trace | None,
+    target_loss: float | None,
+    price_per_gpu_hour: float | None,
+) -> CostComparison:
+    """The cost comparison the report shows: the range test's steps are charged to the chosen run."""
+    return compare_cost(
+        chosen,
+        baseline,
+        target_loss=target_loss,
+        search_steps=0 if finder is None else len(finder),
+        price_per_gpu_hour=price_per_gpu_hour,
+    )
 
 
 def cost_sentence(c: CostComparison, chosen: str, baseline: str) -> str:

@@ -55,7 +55,12 @@ class Plateau:
 
     def report(self, metric: float) -> float:
         """Record one evaluation of the metric; return the (possibly reduced) ratio."""
-        metric = _number(metric)
+        number = checks.one_number(metric)
+        if number is None:
+            raise TypeError(
+                f"metric must be a number or a one-element tensor, got {metric!r} ({type(metric).__name__})"
+            )
+        metric = number
         self.reports += 1
         if self.improves(metric):
             self.best, self.bad_reports = float(metric), 0
@@ -81,14 +86,3 @@ class Plateau:
         for name, value in state.items():
             setattr(self, name, value)
 
-
-def _number(metric: Any) -> float:
-    """The metric as a number: a Python or NumPy number, or a one-element tensor or array."""
-    if checks.is_real(metric):
-        return float(metric)
-    if not isinstance(metric, (bool, str, bytes)):
-        try:
-            return float(metric)
-        except (TypeError, ValueError, RuntimeError):  # torch raises RuntimeError for several elements
-            pass
-    raise TypeError(f"metric must be a number or a one-element tensor, got {metric!r} ({type(metric).__name__})")

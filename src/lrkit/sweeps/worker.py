@@ -38,16 +38,6 @@ class Surplus(Exception):
     """Raised inside a trial that the study no longer needs (marks it failed, unrun)."""
 
 
-def loss_number(value: object) -> float | None:
-    """A loss as a float: a real number, or a one-element tensor or array of one; None otherwise."""
-    if checks.is_real(value):
-        return float(value)
-    count = value.numel() if callable(getattr(value, "numel", None)) else getattr(value, "size", None)
-    if count == 1 and callable(getattr(value, "item", None)) and checks.is_real(item := value.item()):
-        return float(item)
-    return None
-
-
 class Reporter:
     """The ``report(step, value)`` an objective receives: records the value, prunes when told.
 
@@ -60,7 +50,7 @@ class Reporter:
 
     def __call__(self, step: int, value: float) -> None:
         step = checks.integer("step", step, minimum=0)
-        number = loss_number(value)
+        number = checks.one_number(value)
         if number is None:
             raise TypeError(
                 f"report(step, value): value must be the validation loss as a number, got {value!r} "
@@ -108,7 +98,7 @@ class TrialRunner:
             returned = self.objective(lr, reporter, **options)
         finally:
             trial.set_user_attr(STEPS, reporter.steps)
-        value = loss_number(returned)
+        value = checks.one_number(returned)
         if value is None:
             raise TypeError(
                 f"the objective must return the validation loss as a number, got {returned!r} "

@@ -185,7 +185,7 @@ def find_lr(
             "planned_steps": steps,  # sets the smoothing window, so a saved trace reads the same
         }
     )
-    suggestion = suggest(trace, window=default_window(steps))
+    suggestion = suggest(trace)  # its window follows meta["planned_steps"], as for a saved trace
     group_lrs = None if suggestion.lr is None else tuple(suggestion.lr * ratio for ratio in ratios)
     meta = {**trace.meta, "sweep_seconds": seconds}
     return FinderResult(suggestion, trace, group_lrs, len(trace), stopped, meta)

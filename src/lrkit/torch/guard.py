@@ -58,11 +58,11 @@ class Guard:
     CPU memory, or in ``directory``); a spike restores it, multiplies the LR by ``lr_factor`` and
     skips the next ``skip_batches`` batches; ``max_rollbacks`` rollbacks in a row without a new good
     snapshot raise :class:`GuardStop`. With ``watch_every``, every that many applied steps the
-    losses since the last LR change (at least ``watch_every`` of them) are diagnosed, and a ``too_high`` or ``diverged`` verdict
-    lowers the LR by the factor the diagnosis gives (3x, or 10x when the evidence is far past its
-    rules; no rollback: nothing broke, the rate is just too high to make progress), never below
-    ``min_lr_scale`` of its start (a curve that reads too high even there is not the LR's doing).
-    ``nonfinite_patience`` non-finite losses in a row also count
+    losses since the last LR change (at least ``watch_every`` of them) are diagnosed, and a
+    ``too_high`` or ``diverged`` verdict lowers the LR by the factor the diagnosis gives (3x, or
+    10x when the evidence is far past its rules; no rollback: nothing broke, the rate is just too
+    high to make progress), never below ``min_lr_scale`` of its start (a curve that reads too high
+    even there is not the LR's doing). ``nonfinite_patience`` non-finite losses in a row also count
     as a spike. With ``patience``, :meth:`should_stop` stops after that many validations without a
     better ``val_loss`` (by more than ``min_delta``) and restores the best weights.
     """
