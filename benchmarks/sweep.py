@@ -25,6 +25,7 @@ from benchmarks.ground_truth import CACHE, HALF_DECADES, load_ground_truth, mean
 from benchmarks.heldout_tasks import register_heldout
 from lrkit.files import atomic_write_text
 from lrkit.sweeps import TaskObjective, sweep
+from lrkit.sweeps.search import DEFAULT_STUDY
 
 RESULTS = Path(__file__).parent / "results"
 COMMAND = "nice -n 10 python -m benchmarks.sweep"
@@ -40,7 +41,7 @@ def run_one(name: str, truth, *, n_trials: int, sampler: str, pruner: str | None
     started = time.perf_counter()
     result = sweep(
         TaskObjective(name, seed=0), min_lr=HALF_DECADES[0], max_lr=HALF_DECADES[-1], n_trials=n_trials,
-        sampler=sampler, pruner=pruner, seed=seed,
+        sampler=sampler, pruner=pruner, seed=seed, study=DEFAULT_STUDY,  # the name results were made with
     )
     seconds = time.perf_counter() - started
     loss = mean_score(name, result.lr)

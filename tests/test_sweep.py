@@ -365,13 +365,27 @@ def test_running_again_resumes_and_counts_finished_trials(tmp_path):
         lrkit.sweep(bowl, min_lr=1e-4, max_lr=1.0, n_trials=8, storage=journal, study="s")
 
 
+def test_api_and_cli_join_the_same_study_by_default(tmp_path, capsys):
+    """One journal, the CLI first and the API second: the API resumes the CLI's study (same name, so
+    the same Hyperband brackets) instead of starting another."""
+    journal = tmp_path / "sweep.journal"
+    bounds = ["--min-lr", "1e-5", "--max-lr", "1"]
+    assert main(["sweep", "--entry", "sweep_objectives:bowl", *bounds, "--trials", "3", "--sampler", "random",
+                 "--storage", str(journal), "--out", str(tmp_path / "o")]) == 0
+    result = lrkit.sweep(bowl, min_lr=1e-5, max_lr=1.0, n_trials=3, sampler="random", storage=journal)
+    assert result.study == "sweep_objectives:bowl"
+    assert len(result.finished) == 3  # nothing new trained: the CLI's three trials count
+    assert lrkit.sweep("cancer-logreg", n_trials=1, pruner=None).study == "cancer-logreg"
+    assert lrkit.sweep(lambda lr, report: lr, min_lr=1e-3, max_lr=1.0, n_trials=1).study == "lrkit-sweep"
+
+
 def test_embedded_default_with_two_processes_loses_nothing(tmp_path, monkeypatch):
     folder = tmp_path / "rendezvous"
     folder.mkdir()
     monkeypatch.setenv("LRKIT_TEST_RENDEZVOUS", f"{folder}:2")
     journal = tmp_path / "sweep.journal"
     result = lrkit.sweep(quick, min_lr=1e-5, max_lr=1.0, n_trials=16, pruner=None, storage=journal, workers=2)
-    study = load(journal, "lrkit-sweep")
+    study = load(journal, "sweep_objectives:quick")
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(complete) == 16 == len(result.finished)
     assert len({trial.number for trial in complete}) == 16

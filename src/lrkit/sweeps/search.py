@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import pickle
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,7 @@ def sweep(
     ``None`` (memory, this process), a journal file path (processes on one machine) or a
     database URL (machines); ``workers`` runs that many processes here. ``progress(finished,
     n_trials)`` is called as trials finish. The task's LR (or ``prior_lr``) is tried first.
+    ``study`` defaults to the task's name or ``module:function`` (``default_study``).
     ``schedules`` (kinds from ``SCHEDULE_KINDS``) and ``warmup_steps`` (lengths) are searched with
     the LR and passed to the objective as keywords.
     """
@@ -105,6 +107,20 @@ def sweep(
         heartbeat_seconds=heartbeat_seconds, schedules=schedules, warmup_steps=warmup_steps,
     )
     return run_plan(plan, workers=workers, progress=progress)
+
+
+def default_study(objective: Objective) -> str:
+    """The study a sweep joins when none is named: the task's name, or ``module:function`` as
+    ``lrkit sweep --entry`` names it, so the API and the CLI resume (and bracket) the same study."""
+    if isinstance(objective, TaskObjective):
+        return objective.task
+    module, name = getattr(objective, "__module__", None), getattr(objective, "__qualname__", "")
+    if not module or not name.isidentifier():  # lambdas, local functions, partials, instances
+        return DEFAULT_STUDY
+    if module == "__main__":  # a script run directly: name it as --entry would, by its file
+        script = getattr(sys.modules["__main__"], "__file__", None)
+        module = Path(script).stem if script else module
+    return f"{module}:{name}"
 
 
 def run_plan(
@@ -180,7 +196,7 @@ def make_plan(
         _require_picklable(objective, workers)
     return Plan(
         objective=objective, min_lr=min_lr, max_lr=max_lr, n_trials=n_trials, sampler=sampler,
-        pruner=pruner, spec=spec, study=study or DEFAULT_STUDY, seed=seed, prior_lr=prior_lr,
+        pruner=pruner, spec=spec, study=study or default_study(objective), seed=seed, prior_lr=prior_lr,
         heartbeat_seconds=heartbeat_seconds,
         full_steps=task.steps if task is not None else None,
         report_every=task.report_every if task is not None else None,
