@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lrkit.cost import compare_cost, moving_mean, seconds_per_step, steps_to_reach, steps_to_target
+from lrkit.cost import (
+    compare_cost,
+    moving_mean,
+    seconds_per_step,
+    steps_to_reach,
+    steps_to_target,
+    time_source,
+)
 from lrkit.trace import Trace
 
 
@@ -98,6 +105,17 @@ def test_time_is_unknown_without_recorded_seconds() -> None:
     assert seconds_per_step(decay(10, 100)) is None
     assert cost.seconds_saved is None and cost.money_saved is None
     assert seconds_per_step(decay(10, 100, seconds_per_step=0.5)) == 0.5
+
+
+def test_each_run_says_where_its_step_time_came_from() -> None:
+    logged = decay(10, 400, seconds_per_step=0.5, time_source="the log's 'time' column")  # as read_log sets it
+    recorded = decay(50, 400, seconds=40.0)
+    cost = compare_cost(logged, recorded, target_loss=0.05)
+    assert cost.chosen.time_source == "the log's 'time' column"
+    assert cost.baseline.time_source == "the run's recorded meta 'seconds'"
+    assert cost.seconds_saved == pytest.approx(cost.baseline.steps * 0.1 - cost.chosen.steps * 0.5)
+    assert time_source(decay(10, 100, seconds_per_step=0.1)) == "the run's recorded meta 'seconds_per_step'"
+    assert time_source(decay(10, 100, time_source="a clock")) is None  # no time, whatever it names
 
 
 def test_diverged_run_is_compared_on_the_loss_the_other_reaches() -> None:

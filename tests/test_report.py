@@ -15,6 +15,7 @@ from lrkit.cli.app import main
 from lrkit.cost import compare_cost
 from lrkit.plots import plot_traces
 from lrkit.report import render_report, write_report
+from lrkit.report.document import duration
 from lrkit.suggest import suggest
 from lrkit.tasks import get_task, train
 from lrkit.torch.finder import find_task_lr
@@ -210,11 +211,15 @@ def test_cli_shows_the_money_saved_from_traces_lrkit_training_saved(tmp_path: Pa
     comparison = compare_cost(chosen.trace, default.trace, price_per_gpu_hour=2.5)
     expected = comparison.money_saved
     assert f"<th>money saved</th><td>{expected:.4g} at 2.5 per GPU-hour</td>" in out.read_text()
-    # the report's cost line is printed too, naming the files as given
-    line = printed.out.splitlines()[-1]
+    # the report's cost line is printed too, naming the files as given, then the step times it used
+    line, note = printed.out.splitlines()[-2:]
     steps = f"in {comparison.chosen_total_steps} steps against {comparison.baseline_steps} for"
     assert line.startswith(f"{tmp_path / 'chosen.jsonl'} reaches loss") and steps in line
+    assert f" steps saved, {duration(comparison.seconds_saved)} saved, " in line
     assert line.endswith(f"{expected:.4g} saved at 2.5 per GPU-hour")
+    assert note.startswith("Time at ") and note.endswith(
+        ", as measured. Time from the run's recorded meta 'seconds_per_step' for both runs."
+    )
 
 
 def test_cli_notes_a_price_it_cannot_apply_to_untimed_runs(tmp_path: Path, capsys) -> None:
@@ -227,8 +232,9 @@ def test_cli_notes_a_price_it_cannot_apply_to_untimed_runs(tmp_path: Path, capsy
     ])
     assert code == 0
     assert capsys.readouterr().err == (
-        f"lrkit: note: no money saved shown: {tmp_path / 'chosen.jsonl'} recorded no time "
-        "(meta 'seconds' or 'seconds_per_step', as traces saved from lrkit.tasks.train carry)\n"
+        f"lrkit: note: no money saved shown: {tmp_path / 'chosen.jsonl'} recorded no time (a log's time column "
+        "such as time, wall_time or timestamp, or meta 'seconds' or 'seconds_per_step', as "
+        "lrkit.tasks.train writes)\n"
     )
     assert "money saved</th><td>unknown at 2.5 per GPU-hour" in out.read_text()
 

@@ -4,7 +4,8 @@ Pure NumPy on Traces. A run "reaches" a target when the moving mean of its train
 last 10 steps first falls to it (a mean, so one lucky batch does not count; over steps, not logged
 rows, so a log written every N steps is judged as promptly as one written every step); a run that
 failed never does. Time comes from each run's measured seconds per step (``trace.meta["seconds"]``
-over its steps, or ``meta["seconds_per_step"]``); two runs of the same task (``meta["task"]``)
+over its steps, or ``meta["seconds_per_step"]``, which ``read_log`` sets from a log's own clock and
+names in ``meta["time_source"]``); two runs of the same task (``meta["task"]``)
 share the mean of their rates, since one model's step costs the same at any LR and a difference is
 timing noise. Steps spent choosing the rate (a range test) are charged to the chosen run.
 """
@@ -93,7 +94,8 @@ def first_step(trace: Trace) -> int:
 
 
 def seconds_per_step(trace: Trace) -> float | None:
-    """Measured wall time per step from the trace's metadata, if it was recorded."""
+    """Measured wall time per step from the trace's metadata, if it was recorded (or read from a
+    log's clock)."""
     meta = trace.meta
     if "seconds_per_step" in meta:
         return checks.non_negative("seconds_per_step", meta["seconds_per_step"])
@@ -102,15 +104,27 @@ def seconds_per_step(trace: Trace) -> float | None:
     return None
 
 
+def time_source(trace: Trace) -> str | None:
+    """Where :func:`seconds_per_step` comes from, in words: the log's clock ``read_log`` read
+    (``meta["time_source"]``), else the meta the run recorded; None for a run without time."""
+    if seconds_per_step(trace) is None:
+        return None
+    meta = trace.meta
+    if "time_source" in meta:
+        return str(meta["time_source"])
+    return f"the run's recorded meta {'seconds_per_step' if 'seconds_per_step' in meta else 'seconds'!r}"
+
+
 @dataclass(frozen=True)
 class RunCost:
     """One run against the target: steps to reach it (None: never), its length and step time, and
-    why it failed (then it never reaches the target), if it did."""
+    why it failed (then it never reaches the target), if it did, and where its step time came from."""
 
     steps: int | None
     run_steps: int
     seconds_per_step: float | None
     failure: str | None = None
+    time_source: str | None = None
 
     @property
     def seconds(self) -> float | None:
@@ -209,7 +223,8 @@ def compare_cost(
     costs = []
     for trace, rate in zip((chosen, baseline), rates, strict=True):
         reached = steps_to_reach(trace, target_loss, window=window)
-        costs.append(RunCost(reached, steps_through(trace, len(trace) - 1) if len(trace) else 0, rate, failure(trace, window)))
+        run_steps = steps_through(trace, len(trace) - 1) if len(trace) else 0
+        costs.append(RunCost(reached, run_steps, rate, failure(trace, window), time_source(trace)))
     return CostComparison(target_loss, costs[0], costs[1], search_steps, price_per_gpu_hour)
 
 

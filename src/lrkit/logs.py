@@ -2,12 +2,18 @@
 JSON list of records (Hugging Face's ``trainer_state.json``), and TensorBoard event files.
 
 Columns are found by name (``step``/``iteration``/``epoch``, ``loss``/``train_loss``,
-``lr``/``learning_rate``, ``val_loss``/``eval_loss``, ``grad_norm``) or named by the caller. Rows
+``lr``/``learning_rate``, ``val_loss``/``eval_loss``, ``grad_norm``, and a wall clock
+``time``/``wall_time``/``timestamp``/...) or named by the caller. Rows
 that share a step are merged (loggers write train and validation metrics on separate rows), a
 validation value without a training loss at its step goes to the last training step before it, and
 a missing LR carries over from the last one logged (an LR column with no values reads as no LR
 column). A log that cannot be read this way, or logs a negative or infinite LR, raises
 ``ValueError`` naming the file and the problem.
+
+The wall clock a log keeps (a time column, TensorBoard's wall time of the loss, Hugging Face's
+``train_runtime``) gives ``meta["seconds_per_step"]``, with ``meta["time_source"]`` saying where it
+came from; a clock that cannot be used (text, going back, too few times) is left out, never fatal,
+and ``meta["time_problem"]`` says why. An lrkit trace's own recorded time comes first.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ import math
 import re
 from array import array
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timezone
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -28,7 +35,9 @@ import numpy as np
 from lrkit.trace import Event, Trace
 
 # Trace column -> names that loggers commonly give it, best first (after normalising: lower case,
-# '/', '-', '.', ' ' turned into '_'). An LR column may also be named ``lr_<optimizer>``.
+# '/', '-', '.', ' ' turned into '_'). An LR column may also be named ``lr_<optimizer>``. ``time``
+# is no Trace column but the wall clock its seconds per step are measured on: seconds (since the
+# start or the epoch) or ISO-8601 times; Weights & Biases exports name it ``_runtime``/``_timestamp``.
 CANDIDATES: dict[str, tuple[str, ...]] = {
     "step": ("step", "global_step", "iteration", "iter", "it", "train_step", "batch", "epoch"),
     "loss": (
@@ -62,9 +71,25 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
         "epoch_val_loss",
     ),
     "grad_norm": ("grad_norm", "gradient_norm", "train_grad_norm", "grad_norm_total"),
+    "time": (
+        "time",
+        "wall_time",
+        "walltime",
+        "timestamp",
+        "elapsed",
+        "elapsed_time",
+        "_runtime",
+        "_timestamp",
+        "relative_time",
+    ),
 }
 _LR_PREFIXES = ("lr_", "learning_rate_")
 FORMATS = ("csv", "jsonl", "json", "tensorboard")
+# an interval between logged rows this many times slower than the median one is a pause (an
+# evaluation, a checkpoint, the gap before a resumed run), not training
+PAUSE_RATIO = 4.0
+# a clock past this is Unix time in milliseconds: in seconds it would be the year 5138
+EPOCH_MILLISECONDS = 1e11
 
 Record = dict[str, float | None]
 
@@ -128,12 +153,14 @@ def read_log(
     lr: str | None = None,
     val_loss: str | None = None,
     grad_norm: str | None = None,
+    time: str | None = None,
 ) -> Trace:
     """The Trace in a training log; the format comes from the name or the content unless given.
 
     ``path`` may be a folder holding a Lightning ``metrics.csv``, TensorBoard event files or
     Hugging Face checkpoints (the latest ``trainer_state.json`` is read). The
-    keyword column names override detection (for CSV and JSON the key, for TensorBoard the tag).
+    keyword column names override detection (for CSV and JSON the key, for TensorBoard the tag);
+    ``time`` names the wall-clock column the seconds per step are measured on.
     """
     path = Path(path)
     if format is not None and format not in FORMATS:
@@ -143,9 +170,10 @@ def read_log(
     if not path.exists():
         raise ValueError(f"{path}: no such file")
     kind = format or ("tensorboard" if path.is_dir() else _detect(path))
-    table, header = _READERS[kind](path)
-    names = {"step": step, "loss": loss, "lr": lr, "val_loss": val_loss, "grad_norm": grad_norm}
-    return _build(path, kind, table, header, {key: value for key, value in names.items() if value})
+    names = {"step": step, "loss": loss, "lr": lr, "val_loss": val_loss, "grad_norm": grad_norm, "time": time}
+    chosen = {key: value for key, value in names.items() if value}
+    table, header = _READERS[kind](path, _clock_names(chosen))
+    return _build(path, kind, table, header, chosen)
 
 
 # --- finding and sniffing -----------------------------------------------------------------------
@@ -197,7 +225,25 @@ def _detect(path: Path) -> str:
     return "jsonl" if stripped.startswith("{") else "csv"
 
 
-# --- readers: each returns a table of the rows in file order and an lrkit header (meta, events) ---
+# --- readers: each returns a table of the rows in file order and a header: an lrkit trace's own
+# (meta, events), and the clock a format keeps outside its columns ("wall_time": TensorBoard tag ->
+# (steps, seconds); "runtime": Hugging Face's (train_runtime, global_step)) ----------------------
+
+Clock = Callable[[str], bool]  # whether a column holds wall-clock times (read leniently)
+
+
+def _clock_names(chosen: Mapping[str, str]) -> Clock:
+    """The columns read as wall-clock times: the one named for ``time`` and every time candidate
+    not named for another column."""
+    others = {_normal(name) for column, name in chosen.items() if column != "time"}
+    named = _normal(chosen["time"]) if "time" in chosen else None
+    candidates = set(CANDIDATES["time"])
+
+    def is_clock(name: str) -> bool:
+        normal = _normal(name)
+        return normal == named or (normal in candidates and normal not in others)
+
+    return is_clock
 
 
 def _read_text(path: Path) -> str:
@@ -223,7 +269,7 @@ def _lines(text: str) -> Iterator[str]:
         start = end
 
 
-def _read_csv(path: Path) -> tuple[_Table, dict[str, Any]]:
+def _read_csv(path: Path, clock: Clock) -> tuple[_Table, dict[str, Any]]:
     text = _read_text(path)
     first = next(_lines(text))
     header = _lrkit_header(path, first[2:]) if first.startswith("# {") else {}
@@ -241,6 +287,7 @@ def _read_csv(path: Path) -> tuple[_Table, dict[str, Any]]:
         raise ValueError(f"{path}: the file has no header row and no data")
     rows = csv.reader(chain([head], lines), _dialect(head))
     names = [name.strip() for name in next(rows)]
+    clocks = [clock(name) for name in names]
     numbers.popleft()
     table = _Table()
     for row in rows:
@@ -249,7 +296,10 @@ def _read_csv(path: Path) -> tuple[_Table, dict[str, Any]]:
             raise ValueError(
                 f"{path}: line {number} has {len(row)} fields but the header has {len(names)}"
             )
-        table.add((name, _number(path, name, cell, number)) for name, cell in zip(names, row, strict=False))
+        table.add(
+            (name, _time(cell) if timed else _number(path, name, cell, number))
+            for name, timed, cell in zip(names, clocks, row, strict=False)
+        )
     if not table.rows:
         raise ValueError(f"{path}: has a header ({', '.join(names)}) but no data rows")
     if numbers:
@@ -264,7 +314,7 @@ def _dialect(first_line: str) -> type[csv.Dialect]:
     return csv.excel
 
 
-def _read_jsonl(path: Path) -> tuple[_Table, dict[str, Any]]:
+def _read_jsonl(path: Path, clock: Clock) -> tuple[_Table, dict[str, Any]]:
     header: dict[str, Any] = {}
     table = _Table()
     for number, line in enumerate(_lines(_read_text(path)), 1):
@@ -279,17 +329,19 @@ def _read_jsonl(path: Path) -> tuple[_Table, dict[str, Any]]:
         if "lrkit_trace" in value:
             header = value
             continue
-        table.add(_json_cells(path, value, number))
+        table.add(_json_cells(path, value, number, clock))
     return table, header
 
 
-def _read_json(path: Path) -> tuple[_Table, dict[str, Any]]:
+def _read_json(path: Path, clock: Clock) -> tuple[_Table, dict[str, Any]]:
     text = _read_text(path)
     try:
         value = json.loads(text)
     except json.JSONDecodeError:
-        return _read_jsonl(path)
+        return _read_jsonl(path, clock)
+    header: dict[str, Any] = {}
     if isinstance(value, dict) and isinstance(value.get("log_history"), list):
+        header = _runtime(value)
         value = value["log_history"]  # Hugging Face Trainer's trainer_state.json
     if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
         raise ValueError(
@@ -297,17 +349,32 @@ def _read_json(path: Path) -> tuple[_Table, dict[str, Any]]:
         )
     table = _Table()
     for index, item in enumerate(value):
-        table.add(_json_cells(path, item, index + 1))
-    return table, {}
+        table.add(_json_cells(path, item, index + 1, clock))
+    return table, header
 
 
-def _json_cells(path: Path, value: Mapping[str, Any], number: int) -> Iterator[tuple[str, float | None]]:
+def _runtime(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A trainer_state.json's clock: the ``train_runtime`` of its final log entry (written when
+    training ends) and the steps trained, ``global_step`` (else that entry's step)."""
+    final = next(
+        (entry for entry in reversed(state["log_history"]) if isinstance(entry, dict) and "train_runtime" in entry),
+        None,
+    )
+    if final is None:
+        return {}
+    return {"runtime": (final["train_runtime"], state.get("global_step", final.get("step")))}
+
+
+def _json_cells(
+    path: Path, value: Mapping[str, Any], number: int, clock: Clock
+) -> Iterator[tuple[str, float | None]]:
     for name, cell in value.items():
         if not isinstance(cell, (bool, dict, list)):
-            yield name, _number(path, name, cell, number)
+            yield name, _time(cell) if clock(name) else _number(path, name, cell, number)
 
 
 def _read_tensorboard(path: Path) -> tuple[list[Record], dict[str, Any]]:
+    """The records merged by step, and each tag's wall times (the clock) in the header."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.util import tensor_util
 
@@ -318,16 +385,18 @@ def _read_tensorboard(path: Path) -> tuple[list[Record], dict[str, Any]]:
     except Exception as error:  # the reader raises its own types for corrupt records
         raise ValueError(f"{path}: not a readable TensorBoard event file ({error})") from None
     series: dict[str, list[tuple[int, float]]] = {}
+    clocks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     tags = accumulator.Tags()
     for tag in tags.get("scalars", []):
-        series[tag] = [(event.step, float(event.value)) for event in accumulator.Scalars(tag)]
+        events = accumulator.Scalars(tag)
+        series[tag] = [(event.step, float(event.value)) for event in events]
+        clocks[tag] = _wall_times(events)
     for tag in tags.get("tensors", []):
-        values = [
-            (event.step, tensor_util.make_ndarray(event.tensor_proto))
-            for event in accumulator.Tensors(tag)
-        ]
+        events = accumulator.Tensors(tag)
+        values = [(event.step, tensor_util.make_ndarray(event.tensor_proto)) for event in events]
         if values and all(array.size == 1 and array.dtype.kind == "f" for _, array in values):
             series[tag] = [(step, float(array.reshape(-1)[0])) for step, array in values]
+            clocks[tag] = _wall_times(events)
     if not series:
         raise ValueError(
             f"{path if path.is_file() else folder}: no scalar values in the TensorBoard events"
@@ -343,10 +412,16 @@ def _read_tensorboard(path: Path) -> tuple[list[Record], dict[str, Any]]:
             )
         for step, value in points:
             merged.setdefault(step, {"step": float(step)})[tag] = value
-    return [merged[step] for step in sorted(merged)], {}
+    return [merged[step] for step in sorted(merged)], {"wall_time": clocks}
 
 
-def _read_tensorboard_table(path: Path) -> tuple[_Table, dict[str, Any]]:
+def _wall_times(events: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """A tag's steps and the wall time (seconds since the epoch) each was written at."""
+    steps = np.array([event.step for event in events], dtype=float)
+    return steps, np.array([event.wall_time for event in events], dtype=float)
+
+
+def _read_tensorboard_table(path: Path, clock: Clock) -> tuple[_Table, dict[str, Any]]:
     records, header = _read_tensorboard(path)
     return _Table.of(records), header
 
@@ -365,6 +440,25 @@ def _lrkit_header(path: Path, text: str) -> dict[str, Any]:
     except json.JSONDecodeError:
         return {}
     return header if isinstance(header, dict) else {}
+
+
+def _time(cell: Any) -> float | None:
+    """A wall-clock cell in seconds: a number, or an ISO-8601 time (one without a zone read as UTC);
+    empty is missing (None) and anything else NaN, which leaves the clock out instead of failing."""
+    if cell is None or isinstance(cell, (int, float)):
+        return None if cell is None else float(cell)
+    text = str(cell).strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return math.nan
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def _number(path: Path, column: str, cell: Any, row: int) -> float | None:
@@ -444,6 +538,7 @@ def _build(
     merged = {
         column: _last_logged(*logged[name], merged_row, int(new.sum()))
         for column, name in found.items()
+        if column != "time"
     }
 
     loss, is_train = merged["loss"]
@@ -460,11 +555,15 @@ def _build(
     if "val_loss" in merged:
         values, at = _last_logged(*merged["val_loss"], target, len(train))
         val_loss[at] = values[at]
+    own = dict(header.get("meta", {}))
+    # an lrkit trace's recorded time comes first: the log's clock is read only without it
+    clock = {} if "seconds" in own or "seconds_per_step" in own else _clock(header, logged, found, steps)
     meta = {
-        **dict(header.get("meta", {})),
+        **clock,
+        **own,
         "source": str(path),
         "format": kind,
-        "columns": dict(found),
+        "columns": {column: name for column, name in found.items() if column != "time" or "time_source" in clock},
     }
     events = [Event(**event) for event in header.get("events", [])]
     return Trace(
@@ -476,6 +575,71 @@ def _build(
         events=events,
         meta=meta,
     )
+
+
+def _clock(
+    header: Mapping[str, Any],
+    logged: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    found: Mapping[str, str],
+    steps: np.ndarray,
+) -> dict[str, Any]:
+    """The log's seconds per step and where they came from, or why its clock was left out, as meta:
+    a time column, else TensorBoard's wall time of the loss, else Hugging Face's train_runtime."""
+    if "time" in found:
+        values, known = logged[found["time"]]
+        return _timed(f"the log's {found['time']!r} column", steps[known], values[known])
+    wall_times = header.get("wall_time", {})
+    if found["loss"] in wall_times:
+        return _timed(f"the TensorBoard wall time of {found['loss']!r}", *wall_times[found["loss"]])
+    if "runtime" in header:
+        runtime, global_step = header["runtime"]
+        where = "trainer_state.json's train_runtime over its global_step"
+        if not all(
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+            for value in (runtime, global_step)
+        ):
+            return {"time_problem": f"{where} are not a positive time and step count"}
+        return {"seconds_per_step": runtime / global_step, "time_source": where}
+    return {}
+
+
+def _timed(where: str, steps: np.ndarray, seconds: np.ndarray) -> dict[str, Any]:
+    """Meta for a clock read at ``steps`` (in row order): its :func:`_pace`, or what is wrong with it."""
+    bad = np.flatnonzero(~np.isfinite(seconds))
+    if bad.size:
+        return {"time_problem": f"{where} has a value that is not a time at step {int(steps[bad[0]])}"}
+    back = np.flatnonzero(np.diff(seconds) < 0)
+    if back.size:
+        return {"time_problem": f"{where} goes back at step {int(steps[back[0] + 1])}"}
+    if seconds.size and seconds[0] > EPOCH_MILLISECONDS:
+        seconds = seconds / 1000.0  # Unix time in milliseconds (JavaScript's Date.now, many loggers)
+        where = f"{where} (in milliseconds)"
+    last = np.ones(len(steps), dtype=bool)  # a step's time is the last logged at it
+    last[:-1] = steps[1:] != steps[:-1]
+    if last.sum() < 2:
+        return {"time_problem": f"{where} has fewer than 2 steps timed"}
+    pace = _pace(steps[last], seconds[last])
+    if pace is None:
+        return {"time_problem": f"{where} shows no time passing"}
+    return {"seconds_per_step": pace, "time_source": where}
+
+
+def _pace(steps: np.ndarray, seconds: np.ndarray) -> float | None:
+    """Seconds per step: time over steps between the first and last timed steps, less the pauses.
+
+    The rule: each interval between consecutive timed steps is a pause, and left out, when it ran
+    over ``PAUSE_RATIO`` times slower per step than the median interval. A plain span would let one
+    pause (a long evaluation, the hours before a resumed run) swamp every step; a plain median of
+    the intervals' rates would drop the steady overheads a run pays (logging, short evaluations),
+    which lrkit's own timing counts. A clock too coarse for the median to tick (0 s) keeps the
+    whole span. None when no time passed.
+    """
+    spans, gaps = np.diff(steps), np.diff(seconds)
+    rates = gaps / spans
+    typical = float(np.median(rates))
+    steady = rates <= PAUSE_RATIO * typical if typical > 0 else np.ones(len(rates), dtype=bool)
+    elapsed = float(gaps[steady].sum())
+    return elapsed / float(spans[steady].sum()) if elapsed > 0 else None
 
 
 def _last_logged(

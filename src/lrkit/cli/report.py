@@ -13,9 +13,15 @@ from lrkit.logs import read_log
 from lrkit.report.document import NOT_RISING, is_range_test
 from lrkit.trace import Trace
 
-# ``lrkit diagnose``'s column options (parameter name -> ``read_log`` keyword), so both commands
-# read logs alike
-COLUMNS = {"step_column": "step", "loss_column": "loss", "lr_column": "lr", "val_column": "val_loss"}
+# ``lrkit diagnose``'s column options and the report's own --time (parameter name -> ``read_log``
+# keyword), so both commands read logs alike
+COLUMNS = {
+    "step_column": "step",
+    "loss_column": "loss",
+    "lr_column": "lr",
+    "val_column": "val_loss",
+    "time_column": "time",
+}
 
 
 def _with_diagnose_columns(command: click.Command) -> click.Command:
@@ -42,6 +48,10 @@ def _read(path: str, columns: dict[str, str | None]) -> Trace:
     help="Loss both runs race to (default: the higher of the two runs' final smoothed losses).",
 )
 @click.option("--price-per-gpu-hour", type=float, help="Price of one GPU-hour, to show the money saved.")
+@click.option(
+    "--time", "time_column",
+    help="Column holding the wall-clock time (seconds or ISO-8601), to time the steps (default: found by name).",
+)
 @click.option("--title", default="lrkit report", show_default=True, help="Title of the page.")
 def command(
     traces: tuple[str, ...],
@@ -57,7 +67,8 @@ def command(
     """Write an HTML report from TRACES (lrkit traces or logs): range test, curves, diagnosis, cost.
 
     The first training run is the chosen one; a range-test trace (kind range_test) among TRACES is
-    used as the range test. --step, --loss, --lr and --val-loss name columns in every file read.
+    used as the range test. --step, --loss, --lr, --val-loss and --time name columns in every file
+    read.
     """
     from lrkit.report import write_report
 
@@ -89,15 +100,20 @@ def command(
     )
     click.echo(f"wrote {path}")
     if baseline_trace is not None and runs:
-        from lrkit.report.document import compare_runs, cost_sentence
+        from lrkit.report.document import compare_runs, cost_sentence, rate_note
 
         comparison = compare_runs(runs[0][1], baseline_trace, finder_trace, target_loss, price_per_gpu_hour)
         click.echo(cost_sentence(comparison, runs[0][0], baseline))  # the report's cost line, here too
+        note = rate_note(comparison, runs[0][0], baseline)
+        if note is not None:
+            click.echo(note)  # the step times it is counted with, and where they came from
     if price_per_gpu_hour is not None:
-        untimed = [name for name, trace in (*runs[:1], (baseline, baseline_trace)) if seconds_per_step(trace) is None]
+        untimed = [(name, trace) for name, trace in (*runs[:1], (baseline, baseline_trace)) if seconds_per_step(trace) is None]
         if untimed:
+            from lrkit.report.document import TIME_SOURCES, time_problems
+
             click.echo(
-                f"lrkit: note: no money saved shown: {' and '.join(untimed)} recorded no time "
-                "(meta 'seconds' or 'seconds_per_step', as traces saved from lrkit.tasks.train carry)",
+                f"lrkit: note: no money saved shown: {' and '.join(name for name, _ in untimed)} recorded no time "
+                f"({TIME_SOURCES}){time_problems(untimed)}",
                 err=True,
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,12 @@ from lrkit.schedules import Schedule, parse
 from lrkit.suggest import Suggestion, suggest
 from lrkit.trace import Trace
 
-NO_TIME = "a run recorded no time (meta 'seconds' or 'seconds_per_step', as lrkit.tasks.train writes)"
+# where a run's time can come from, for the messages that say it has none
+TIME_SOURCES = (
+    "a log's time column such as time, wall_time or timestamp, or meta 'seconds' or 'seconds_per_step', "
+    "as lrkit.tasks.train writes"
+)
+NO_TIME = f"a run recorded no time ({TIME_SOURCES})"
 NOT_RISING = "its learning rate does not rise step by step (and its meta has no kind 'range_test')"
 EVIDENCE_SHOWN = ("start", "best", "best_step", "end", "spike_count", "noise_to_progress", "trend", "late_rise")
 
@@ -299,16 +304,26 @@ def cost_sentence(c: CostComparison, chosen: str, baseline: str) -> str:
     text = (
         f"{chosen} reaches loss {c.target_loss:.3g} in {c.chosen_total_steps} steps"
         + (" (range test included)" if c.search_steps else "")
-        + f" against {against}: {_saved(c.steps_saved, c.at_least, 'steps')}"
+        + f" against {against}: {_saved(c.steps_saved, c.at_least, f'{abs(c.steps_saved)} steps')}"
     )
+    if c.seconds_saved is not None:
+        text += f", {_saved(c.seconds_saved, c.at_least, duration(abs(c.seconds_saved)))}"
     if c.money_saved is not None:
-        text += f", {_saved(c.money_saved, c.at_least, '', '.4g')} at {c.price_per_gpu_hour:g} per GPU-hour"
+        text += f", {_saved(c.money_saved, c.at_least, f'{abs(c.money_saved):.4g}')} at {c.price_per_gpu_hour:g} per GPU-hour"
     return text
 
 
-def _saved(value: float, at_least: bool, unit: str, spec: str = "d") -> str:
-    """A saving in words: "at least 12 steps saved", or "at most 5 steps more" when it is a loss."""
-    amount = f"{abs(value):{spec}}" + (f" {unit}" if unit else "")
+def duration(seconds: float) -> str:
+    """A time in the unit that reads best: "45 s", "12.5 min", "3.2 h"."""
+    for unit, size in (("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+def _saved(value: float, at_least: bool, amount: str) -> str:
+    """A saving in words from its ``amount`` (of the size of ``value``): "at least 12 steps saved",
+    or "at most 5 steps more" when it is a loss."""
     return _bound(value, at_least) + amount + (" saved" if value >= 0 else " more")
 
 
@@ -339,14 +354,14 @@ def _cost_section(chosen: Run, baseline: Run, comparison: CostComparison) -> str
         amount = f"{abs(c.seconds_saved):.3g} s ({abs(c.gpu_hours_saved):.3g} GPU-hours)"
         rows.append(_saving_row("time", c.seconds_saved, _bound(c.seconds_saved, c.at_least) + amount))
     elif saved is not None:
-        rows.append(("time saved", f"unknown: {NO_TIME}"))
+        rows.append(("time saved", f"unknown: {NO_TIME}{time_problems((run.label, run.trace) for run in (chosen, baseline))}"))
     if c.money_saved is not None:
         amount = f"{abs(c.money_saved):.4g} at {c.price_per_gpu_hour:g} per GPU-hour"
         rows.append(_saving_row("money", c.money_saved, _bound(c.money_saved, c.at_least) + amount))
     elif saved is not None and c.price_per_gpu_hour is not None:
         rows.append(("money saved", f"unknown at {c.price_per_gpu_hour:g} per GPU-hour: {NO_TIME}"))
     figure = plot_cost(chosen.trace, baseline.trace, c, labels=(chosen.label, baseline.label))
-    note = _rate_note(c, chosen.label, baseline.label)
+    note = rate_note(c, chosen.label, baseline.label)
     return (
         "<section id='cost'><h2>What the choice costs</h2>"
         + _chart(figure, "both runs racing to the target loss")
@@ -371,14 +386,31 @@ def _to_target(cost: RunCost, *, whole_run: bool = False) -> str:
     return str(cost.steps) + ("" if cost.seconds is None else f" ({cost.seconds:.3g} s)")
 
 
-def _rate_note(c: CostComparison, chosen: str, baseline: str) -> str | None:
-    """The step times the time saved is computed with, as measured."""
+def rate_note(c: CostComparison, chosen: str, baseline: str) -> str | None:
+    """The step times the time saved is computed with, as measured, and where each came from (a
+    log's own clock, or the time the run recorded), so the sums can be checked."""
+    runs = ((chosen, c.chosen), (baseline, c.baseline))
     rates = c.chosen.seconds_per_step, c.baseline.seconds_per_step
     if rates[0] is not None and rates[0] == rates[1]:
-        return f"Time at {rates[0] * 1e3:.3g} ms per step for both runs, as measured."
-    known = [f"{rate * 1e3:.3g} ms per step for {label}" for label, rate in zip((chosen, baseline), rates, strict=True)
-             if rate is not None]
-    return None if not known else "Measured " + " and ".join(known) + "."
+        text = f"Time at {rates[0] * 1e3:.3g} ms per step for both runs, as measured."
+    else:
+        known = [f"{cost.seconds_per_step * 1e3:.3g} ms per step for {label}" for label, cost in runs
+                 if cost.seconds_per_step is not None]
+        if not known:
+            return None
+        text = "Measured " + " and ".join(known) + "."
+    sources = [(label, cost.time_source) for label, cost in runs if cost.time_source is not None]
+    if not sources:
+        return text
+    if len(sources) == 2 and sources[0][1] == sources[1][1]:
+        return text + f" Time from {sources[0][1]} for both runs."
+    return text + " Time from " + " and ".join(f"{source} for {label}" for label, source in sources) + "."
+
+
+def time_problems(runs: Iterable[tuple[str, Trace]]) -> str:
+    """Why a log's clock was left out (``read_log``'s ``time_problem``), for each (label, trace)
+    that has one, as "; label: why" clauses."""
+    return "".join(f"; {label}: {trace.meta['time_problem']}" for label, trace in runs if "time_problem" in trace.meta)
 
 
 def _diagnosis(trace: Trace) -> Diagnosis | None:
