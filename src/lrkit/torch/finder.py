@@ -294,7 +294,10 @@ class _Run:
         stopped = f"swept all {len(schedule)} steps"
         for step, lr in enumerate(schedule):
             for group, ratio in zip(self.optimizer.param_groups, ratios, strict=True):
-                group["lr"] = float(lr) * ratio
+                if isinstance(group["lr"], torch.Tensor):
+                    group["lr"].fill_(float(lr) * ratio)  # a tensor LR (fused, capturable) stays one
+                else:
+                    group["lr"] = float(lr) * ratio
             loss = self.step(batches)
             val_loss = math.nan
             if val_loader is not None and math.isfinite(loss):

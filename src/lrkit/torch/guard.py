@@ -147,14 +147,16 @@ class Guard:
         """Judge this step's loss and gradients, then step the optimizer (and scheduler) if sound.
 
         Returns whether the step was applied. Call after ``loss.backward()``, instead of
-        ``optimizer.step()`` and ``scheduler.step()``.
+        ``optimizer.step()`` and ``scheduler.step()``. ``loss`` is the unscaled loss (with a
+        GradScaler) of the whole step (with gradient accumulation, the mean over its micro-batches).
         """
         loss_value = _number("loss", loss)  # before the scaler unscales: a refused loss changes nothing
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        if not self.judge(loss_value, self.grad_norm()):
-            if self.scaler is not None:
-                self.scaler.update()
+        norm, rollbacks = self.grad_norm(), self.rollbacks
+        if not self.judge(loss_value, norm):  # a rollback (or GuardStop) restored the snapshot's scaler
+            if self.scaler is not None and self.rollbacks == rollbacks:
+                self._skip_scaler_step(overflow=norm is not None and not math.isfinite(norm))
             return False
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
@@ -237,10 +239,11 @@ class Guard:
         grads = [p.grad for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
         if not grads:
             return None
+        # in float32: the norm of finite float16 gradients can pass float16's largest value, 65504
         try:  # one fused kernel, a few times cheaper than get_total_norm's grouping on small models
-            return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
-        except RuntimeError:  # gradients on several devices or of several dtypes
-            return float(torch.nn.utils.get_total_norm(grads))
+            return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, dtype=torch.float32))))
+        except RuntimeError:  # gradients on several devices
+            return math.hypot(*(float(torch.linalg.vector_norm(g, dtype=torch.float32)) for g in grads))
 
     # --- the core that the framework callbacks drive ---------------------------------------------
 
@@ -318,6 +321,14 @@ class Guard:
             self._nonfinite_streak = 0
             self._rollback(step, f"{self.nonfinite_patience} non-finite steps in a row")
         return self._clear()
+
+    def _skip_scaler_step(self, overflow: bool) -> None:
+        """End the GradScaler's step without an optimizer step: an overflow lowers the scale as
+        ``scaler.step`` and ``update`` would; any other refused step leaves its scale and growth count alone."""
+        state = self.scaler.state_dict()
+        self.scaler.update()  # also forgets the unscale_, so the next step starts afresh
+        if not overflow:
+            self.scaler.load_state_dict(state)
 
     def _watch(self) -> None:
         """Diagnose the curve since the last LR change; cut the LR if it says the LR is too high."""

@@ -4,7 +4,8 @@
 state and param-group hyperparameters, an attached LR scheduler, a GradScaler and the RNG states
 (torch CPU and CUDA, Python, NumPy) to CPU memory, or to a file in ``directory`` (written atomically,
 read back with ``torch.load(weights_only=True)``). ``restore`` puts every value back into the
-original tensor objects where it can, so references held by the user and the optimizer stay valid.
+original tensor objects where it can, so references held by the user and the optimizer stay valid,
+and leaves a GradScaler ready for a new step (a snapshot is a point between two steps).
 Used as a context manager, the snapshot is restored on every exit, including exceptions and
 KeyboardInterrupt.
 """
@@ -193,6 +194,8 @@ class Snapshot:
             self._scheduler.load_state_dict(copy.deepcopy(self._scheduler_state))
         if self._scaler is not None and self._scaler_state:
             self._scaler.load_state_dict(copy.deepcopy(self._scaler_state))
+        if self._scaler is not None:
+            _ready(self._scaler)
         if self._rng is not None:
             _set_rng_state(self._rng)
 
@@ -270,6 +273,15 @@ def _restore_slot(slot: _Slot, tensors: list[torch.Tensor]) -> None:
         slot.tensor.grad = tensors[slot.grad.index].to(slot.grad.device, copy=True)
     else:
         _put(slot.tensor.grad, slot.grad, tensors)
+
+
+def _ready(scaler: Any) -> None:
+    """Forget an ``unscale_`` or ``step()`` the GradScaler saw since its last ``update()``, as ``update()``
+    does: ``load_state_dict`` keeps them, and a scaler left "already unscaled" by an interrupted step
+    would make the next ``scaler.step`` apply the gradients still multiplied by the scale."""
+    per_optimizer = getattr(scaler, "_per_optimizer_states", None)  # torch keeps no public reset
+    if isinstance(per_optimizer, dict):
+        per_optimizer.clear()
 
 
 def _params(optimizer: torch.optim.Optimizer) -> Iterator[torch.Tensor]:
