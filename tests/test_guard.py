@@ -161,6 +161,18 @@ def test_rollbacks_without_progress_stop_with_a_clear_error():
     assert guard.lr_scale == 1.0 and scheduler.base_lrs == [pytest.approx(1e-2)]
 
 
+def test_a_stop_before_any_cut_advises_the_guards_own_factor():
+    """With max_rollbacks=0 the first spike stops the run with the LR uncut: the advice is the cut
+    the guard would have made (1/lr_factor), not "1x lower"."""
+    model, optimizer, scheduler, data = setup()
+    guard = Guard(model, optimizer, scheduler=scheduler, snapshot_every=20, skip_batches=0, max_rollbacks=0)
+    run(guard, model, optimizer, data[:40])
+    with pytest.raises(GuardStop, match=r"after 0 rollbacks to the snapshot of step 40 without progress\. ") as info:
+        run(guard, model, optimizer, data[40:], blow_up=lambda step, loss: loss * 1e4)
+    assert "Try starting at least 3.33x lower" in str(info.value)
+    assert "already cut" not in str(info.value)
+
+
 def test_a_run_of_nonfinite_losses_counts_as_a_spike():
     model, optimizer, scheduler, data = setup()
     guard = Guard(model, optimizer, scheduler=scheduler, nonfinite_patience=3, skip_batches=0)

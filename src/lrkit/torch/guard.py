@@ -356,12 +356,12 @@ class Guard:
         if self._failed_rollbacks >= self.max_rollbacks:
             self.rewind()
             cut, self.lr_scale = self.lr_scale, good.lr_scale  # the rewind put back the snapshot's LRs
+            already = f", with the LR already cut to {cut:.3g}x its start" if cut < 1 else ""
             message = (
                 f"lrkit.Guard stopped the run at step {step}: {reason}, after {self._failed_rollbacks} "
-                f"rollbacks to the snapshot of step {good.step} without progress, with the LR already "
-                f"cut to {cut:.3g}x its start. The model is back at step {good.step}. Try "
-                f"starting at least {1 / cut:.3g}x lower (or run the range test), a warmup, "
-                "gradient clipping, or look for bad batches in the data."
+                f"rollbacks to the snapshot of step {good.step} without progress{already}. The model is "
+                f"back at step {good.step}. Try starting at least {1 / min(cut, self.lr_factor):.3g}x "
+                "lower (or run the range test), a warmup, gradient clipping, or look for bad batches in the data."
             )
             self._event("stop", message)
             raise GuardStop(message)
