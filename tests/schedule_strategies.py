@@ -75,6 +75,13 @@ def inverse_sqrt(draw):
 
 
 @st.composite
+def inverse_time(draw):
+    return S.inverse_time(
+        peak=draw(lrs), decay_rate=draw(st.floats(0.0, 10.0)), decay_steps=draw(durations), staircase=draw(st.booleans())
+    )
+
+
+@st.composite
 def cyclic(draw):
     mode = draw(st.sampled_from(["triangular", "triangular2", "exp_range"]))
     min_lr = draw(lrs)
@@ -90,7 +97,7 @@ def cyclic(draw):
 
 elementary = st.one_of(
     cosine(), polynomial(), one_minus_sqrt(), linear(), constant(), exponential(), multistep(),
-    cosine_restarts(), inverse_sqrt(), cyclic(),
+    cosine_restarts(), inverse_sqrt(), inverse_time(), cyclic(),
 )
 
 

@@ -61,3 +61,12 @@ def test_unwritable_csv_or_unknown_plot_format_fails_before_printing_or_writing(
     assert captured.out == "" and captured.err.count("\n") == 1
     assert captured.err.startswith(f"lrkit: error: --plot {str(tmp_path / 'lr.xyz')!r}: the extension must name an image format (")
     assert not good_csv.exists()
+
+
+def test_accepts_every_kind_including_inverse_time(capsys):
+    assert main(["schedule", "inverse_time(peak=0.1, decay_rate=1.0, decay_steps=10)", "--steps", "31"]) == 0
+    out = capsys.readouterr().out
+    last = next(line for line in out.splitlines() if "last" in line)
+    assert "30" in last and "0.025" in last
+    assert main(["schedule", "inverse_tim(0.1, 1.0)", "--steps", "5"]) == 2
+    assert "inverse_sqrt, inverse_time" in capsys.readouterr().err

@@ -26,6 +26,8 @@ SCHEDULES = [
     S.step_decay(1.0, 41, 0.5),
     S.polynomial(1.0, 5, power=1.5) >> S.polynomial(0.5, 49, power=0.5),  # XLA's t * (1/41) floors one step early unless corrected
     S.cyclic(0.1, 1.0, 47, down_steps=49),
+    S.inverse_time(0.1, 0.5, decay_steps=7),
+    S.warmup(5) >> S.inverse_time(1.0, 2.0, decay_steps=49, staircase=True),  # 49 * (1/49) again
 ]
 FLOAT32 = 2e-6  # both run in float32
 

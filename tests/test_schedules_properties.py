@@ -15,6 +15,7 @@ from schedule_strategies import (
     elementary,
     exponential,
     inverse_sqrt,
+    inverse_time,
     multistep,
     one_minus_sqrt,
     polynomial,
@@ -55,7 +56,7 @@ def test_int_step_matches_array_evaluation(schedule, step):
     assert value == schedule(STEPS)[step]
 
 
-@given(warmup(), st.one_of(cosine(), polynomial(), exponential(), inverse_sqrt()))
+@given(warmup(), st.one_of(cosine(), polynomial(), exponential(), inverse_sqrt(), inverse_time()))
 def test_warmups_rise_to_the_next_phase(ramp, after):
     values = (ramp >> after)(np.arange(ramp.steps + 1))
     assert np.all(np.diff(values) >= -1e-12 * values.max())
@@ -63,11 +64,28 @@ def test_warmups_rise_to_the_next_phase(ramp, after):
     assert values[-1] == after(0)
 
 
-@given(st.one_of(cosine(), polynomial(), one_minus_sqrt(), exponential(), multistep(), inverse_sqrt()))
+@given(st.one_of(cosine(), polynomial(), one_minus_sqrt(), exponential(), multistep(), inverse_sqrt(), inverse_time()))
 def test_decays_never_rise(schedule):
     values = schedule(STEPS)
     assert np.all(np.diff(values) <= 1e-12 * values[0])
     assert values[0] == pytest.approx(schedule.peak)
+
+
+@given(inverse_time())
+def test_inverse_time_stays_positive_and_is_peak_over_one_plus_decay_rate_after_a_period(schedule):
+    values = schedule(STEPS)
+    assert np.all(values > 0)
+    assert values[schedule.decay_steps] == pytest.approx(schedule.peak / (1 + schedule.decay_rate))
+    if schedule.staircase:  # flat within each period, a step down at its end
+        period = values[: schedule.decay_steps]
+        assert np.all(period == schedule.peak)
+
+
+def test_inverse_time_values():
+    schedule = S.inverse_time(peak=1.0, decay_rate=0.5, decay_steps=10)
+    assert np.allclose(schedule(np.array([0, 5, 10, 20, 30])), [1.0, 0.8, 1 / 1.5, 0.5, 0.4])
+    stairs = S.inverse_time(peak=1.0, decay_rate=0.5, decay_steps=10, staircase=True)
+    assert np.allclose(stairs(np.array([0, 9, 10, 19, 20])), [1.0, 1.0, 1 / 1.5, 1 / 1.5, 0.5])
 
 
 @given(st.one_of(cosine(), polynomial(), one_minus_sqrt()))

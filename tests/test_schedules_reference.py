@@ -1,9 +1,12 @@
-"""lrkit's schedules against the references people use: PyTorch's schedulers, transformers' get_scheduler
-and optax's schedules, over many random configurations, equal within 1e-6 relative.
+"""lrkit's schedules against the references people use: PyTorch's schedulers, transformers' get_scheduler,
+optax's schedules and Keras' schedules, over many random configurations, equal within 1e-6 relative
+(Keras computes in float32: within float32's precision).
 
 Values below 1e-12 of the peak are compared absolutely (at 1e-12 of the peak): there, references that
 update the rate recursively (PyTorch's ``*LR.step``) are left with rounding noise around zero.
 """
+
+import os
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +19,9 @@ from torch.optim import lr_scheduler
 from transformers import get_scheduler
 
 from lrkit import schedules as S
+
+os.environ["KERAS_BACKEND"] = "torch"  # before keras is imported (the test process has no TensorFlow)
+import keras  # noqa: E402
 
 RTOL = 1e-6
 peaks = st.floats(1e-5, 1.0)
@@ -316,6 +322,23 @@ def test_optax_piecewise_constant(peak, milestones, gamma):
     milestones = sorted(milestones)
     reference = optax_values(optax.piecewise_constant_schedule(peak, dict.fromkeys(milestones, gamma)), 300)
     assert_matches(S.multistep(peak, milestones, gamma)(np.arange(300)), reference, peak)
+
+
+# ---- Keras ------------------------------------------------------------------------------------
+
+FLOAT32 = 2e-6  # Keras' schedules compute in float32
+
+
+@settings(max_examples=20)
+@given(peaks, st.floats(0.0, 10.0), st.integers(1, 50), st.booleans())
+def test_keras_inverse_time_decay(peak, decay_rate, decay_steps, staircase):
+    reference = keras.optimizers.schedules.InverseTimeDecay(peak, decay_steps, decay_rate, staircase=staircase)
+    values = keras.ops.convert_to_numpy(reference(np.arange(300))).astype(np.float64)
+    ours = S.inverse_time(peak, decay_rate, decay_steps=decay_steps, staircase=staircase)
+    np.testing.assert_allclose(ours(np.arange(300)), values, rtol=FLOAT32)
+
+
+# ---- reduce on plateau ------------------------------------------------------------------------
 
 
 def test_torch_reduce_on_plateau_equals_plateau_times_a_constant():

@@ -36,6 +36,15 @@ def test_whitespace_and_newlines_do_not_matter():
     assert S.parse(text) == S.parse("warmup(10)>>cosine(peak=1e-3,steps=90)")
 
 
+def test_inverse_time_reads_and_prints_like_the_other_decays():
+    schedule = S.parse("warmup(10) >> inverse_time(1e-3, 0.5, decay_steps=100, staircase=True)")
+    assert schedule == S.warmup(10) >> S.InverseTime(peak=1e-3, decay_rate=0.5, decay_steps=100, staircase=True)
+    assert repr(schedule) == "warmup(10) >> inverse_time(peak=0.001, decay_rate=0.5, decay_steps=100, staircase=True)"
+    assert S.parse(repr(schedule)) == schedule
+    assert repr(S.inverse_time(0.1, 2.0)) == "inverse_time(peak=0.1, decay_rate=2.0)"
+    assert schedule(110) == pytest.approx(1e-3 / 1.5)
+
+
 def test_composite_specs_print_as_their_parts():
     assert repr(S.parse("step_decay(0.1, 30)")) == "exponential(peak=0.1, decay_ratio=0.1, decay_steps=30, staircase=True)"
     assert repr(S.parse("adam_warmup(0.999) >> constant(1e-3)")) == "warmup(2000) >> constant(0.001)"
@@ -98,6 +107,11 @@ def test_the_adapters_name_their_schedule_argument():
         (lambda: S.linear(start=1.0, end=-1.0, steps=10), ValueError, "end must be >= 0, got -1.0"),
         (lambda: S.constant(math.inf), ValueError, "peak must be finite"),
         (lambda: S.exponential(1.0, decay_ratio=1.5), ValueError, r"decay_ratio must be in \(0, 1\], got 1.5"),
+        (lambda: S.inverse_time(0.0, 0.5), ValueError, "inverse_time: peak must be > 0, got 0.0"),
+        (lambda: S.inverse_time(1.0, -0.5), ValueError, "inverse_time: decay_rate must be >= 0, got -0.5"),
+        (lambda: S.inverse_time(1.0, math.inf), ValueError, "inverse_time: decay_rate must be finite"),
+        (lambda: S.inverse_time(1.0, 0.5, decay_steps=0), ValueError, "inverse_time: decay_steps must be >= 1, got 0"),
+        (lambda: S.inverse_time(1.0, 0.5, staircase=1), TypeError, "inverse_time: staircase must be True or False, got 1"),
         (lambda: S.multistep(1.0, [30, 10]), ValueError, "milestones must be strictly increasing, got \\[30, 10\\]"),
         (lambda: S.cyclic(1e-3, 1e-2, 10, mode="sawtooth"), ValueError, "mode must be one of 'triangular'"),
         (lambda: S.cyclic(1e-3, 1e-2, 10, decay_ratio=0.9), ValueError, "decay_ratio only applies to mode='exp_range'"),

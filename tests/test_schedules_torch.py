@@ -50,6 +50,16 @@ def test_each_group_keeps_its_ratio_to_the_largest():
     assert scheduler.get_last_lr() == [group["lr"] for group in optimizer.param_groups]
 
 
+def test_inverse_time_drives_every_group():
+    schedule = S.inverse_time(1e-2, 0.5, decay_steps=20, staircase=True)
+    model, optimizer = make_optimizer()
+    scheduler = ScheduleLR(optimizer, "inverse_time(peak=0.01, decay_rate=0.5, decay_steps=20, staircase=True)")
+    seen = np.array(train_steps(model, optimizer, scheduler, 60))
+    assert np.array_equal(seen[:, 0], schedule(np.arange(60)))
+    assert seen[19, 0] == 1e-2 and seen[20, 0] == pytest.approx(1e-2 / 1.5) and seen[40, 0] == pytest.approx(5e-3)
+    assert np.allclose(seen[:, 2], 0.03 * seen[:, 0], rtol=1e-12)
+
+
 def test_scale_lowers_every_group_at_once_and_survives_a_resume():
     schedule = S.warmup_cosine(1e-3, 100, warmup_steps=10)
     model, optimizer = make_optimizer()

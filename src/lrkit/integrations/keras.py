@@ -1,7 +1,11 @@
-"""lrkit schedules for Keras 3: a ``LearningRateSchedule`` that works on every backend.
+"""lrkit schedules and plateau cuts for Keras 3, on every backend.
 
-The formula runs in ``keras.ops``, so it stays inside the backend's graph; the config is the spec
-string, so ``get_config``/``from_config`` (and saved models) round-trip.
+``KerasSchedule`` is a ``LearningRateSchedule``: the formula runs in ``keras.ops``, so it stays inside
+the backend's graph, times a ``ratio`` variable (1 unless plateau cuts lowered it); the config is the
+spec string (and the ratio, once cut), so ``get_config``/``from_config`` and saved models round-trip.
+``KerasPlateau`` is a callback that reports a logged metric to an lrkit ``Plateau`` at each epoch end
+and applies its cuts, so warmup and plateau cuts compose, which Keras' ReduceLROnPlateau (it needs a
+float learning rate) cannot do.
 """
 
 from __future__ import annotations
@@ -10,7 +14,9 @@ from typing import Any
 
 import keras
 
+from lrkit import checks
 from lrkit.schedules.base import Schedule
+from lrkit.schedules.plateau import Plateau
 from lrkit.schedules.spec import parse
 
 
@@ -34,18 +40,93 @@ class _KerasOps:
 
 @keras.saving.register_keras_serializable(package="lrkit")
 class KerasSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Use an lrkit schedule (or spec string) as a Keras optimizer's ``learning_rate``."""
+    """Use an lrkit schedule (or spec string) as a Keras optimizer's ``learning_rate``.
 
-    def __init__(self, schedule: Schedule | str) -> None:
+    Its value is ``schedule(step) * ratio``; ``ratio`` is a ``keras.Variable`` (what ``KerasPlateau``
+    lowers), kept in the config when it is not 1.
+    """
+
+    def __init__(self, schedule: Schedule | str, *, ratio: float = 1.0) -> None:
         super().__init__()
         self.schedule = parse(schedule, name="schedule")
+        ratio = checks.non_negative("ratio", ratio)
+        self.ratio = keras.Variable(ratio, dtype="float32", trainable=False, name="lrkit_ratio")
 
     def __call__(self, step: Any) -> Any:
-        return self.schedule.evaluate_traced(keras.ops.cast(step, "float32"), _KerasOps)
+        value = self.schedule.evaluate_traced(keras.ops.cast(step, "float32"), _KerasOps)
+        return keras.ops.multiply(value, self.ratio)
 
     def get_config(self) -> dict[str, Any]:
-        return {"schedule": repr(self.schedule)}
+        config: dict[str, Any] = {"schedule": repr(self.schedule)}
+        ratio = float(self.ratio.value)
+        if ratio != 1.0:
+            config["ratio"] = ratio
+        return config
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> KerasSchedule:
-        return cls(config["schedule"])
+        return cls(config["schedule"], ratio=config.get("ratio", 1.0))
+
+
+class KerasPlateau(keras.callbacks.Callback):
+    """At each epoch end, report ``logs[monitor]`` to ``plateau`` and apply a cut to the optimizer.
+
+    A cut multiplies the optimizer's learning rate (a float) or its ``KerasSchedule``'s ratio by the
+    plateau's new ratio over its old one, so a rate restored with a saved model is kept as it is.
+    ``plateau`` keeps the state (``plateau.state_dict()`` to save it); its ``mode`` must suit the metric.
+    """
+
+    def __init__(self, plateau: Plateau, monitor: str = "val_loss") -> None:
+        super().__init__()
+        if not isinstance(plateau, Plateau):
+            raise TypeError(f"plateau must be an lrkit Plateau, got {plateau!r} ({type(plateau).__name__})")
+        if not isinstance(monitor, str):
+            raise TypeError(
+                f"monitor must be the name of a logged metric (a str), got {monitor!r} ({type(monitor).__name__})"
+            )
+        if not monitor:
+            raise ValueError("monitor must be the name of a logged metric, e.g. 'val_loss', got ''")
+        self.plateau = plateau
+        self.monitor = monitor
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._learning_rate()  # a rate this cannot change fails now, not after the first epochs
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = logs or {}
+        if self.monitor not in logs:
+            hint = " (val_ metrics need validation data)" if self.monitor.startswith("val_") else ""
+            raise ValueError(f"monitor {self.monitor!r} is not in the epoch's logs {sorted(logs)}{hint}")
+        metric = logs[self.monitor]
+        if checks.one_number(metric) is None:
+            raise TypeError(f"logs[{self.monitor!r}] must be a number, got {metric!r} ({type(metric).__name__})")
+        before = self.plateau.ratio
+        after = self.plateau.report(metric)
+        if after != before:
+            self._cut(after / before)
+
+    def _learning_rate(self) -> Any:
+        """The optimizer's rate: its learning-rate variable, or the KerasSchedule it was given."""
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is None:
+            raise ValueError("KerasPlateau needs a compiled model: model.compile(optimizer=...) first")
+        optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer's own
+        # Keras has no public way to get the schedule object back (``learning_rate`` evaluates it)
+        rate = getattr(optimizer, "_learning_rate", None)
+        if isinstance(rate, (KerasSchedule, keras.Variable)):
+            return rate
+        raise TypeError(
+            "KerasPlateau needs the optimizer's learning_rate to be a float or an lrkit KerasSchedule, got "
+            f"{type(rate).__name__}; wrap an lrkit schedule: learning_rate=KerasSchedule(...)"
+        )
+
+    def _cut(self, factor: float) -> None:
+        rate = self._learning_rate()
+        if isinstance(rate, keras.Variable):
+            rate.assign(float(rate.value) * factor)
+            return
+        rate.ratio.assign(float(rate.ratio.value) * factor)
+        if keras.backend.backend() == "jax":
+            # JAX's compiled step reads only the model's and optimizer's variables from its state; the
+            # schedule's ratio is a constant in it, so compile it again (once per cut) with the new one
+            self.model.make_train_function(force=True)

@@ -11,12 +11,13 @@ from lrkit.schedules.kinds import (
     Cyclic,
     Exponential,
     InverseSqrt,
+    InverseTime,
     Linear,
     MultiStep,
     OneMinusSqrt,
     Polynomial,
 )
-from lrkit.schedules.plateau import Plateau
+from lrkit.schedules.plateau import Plateau, PlateauState
 from lrkit.schedules.spec import NAMES, parse
 
 constant = Constant
@@ -28,6 +29,7 @@ linear = Linear
 polynomial = Polynomial
 one_minus_sqrt = OneMinusSqrt
 inverse_sqrt = InverseSqrt
+inverse_time = InverseTime
 cyclic = Cyclic
 warmup = Warmup
 scale = Scale
@@ -44,11 +46,13 @@ __all__ = [
     "Cyclic",
     "Exponential",
     "InverseSqrt",
+    "InverseTime",
     "Linear",
     "MultiStep",
     "Noise",
     "OneMinusSqrt",
     "Plateau",
+    "PlateauState",
     "Polynomial",
     "Scale",
     "Schedule",
@@ -62,6 +66,7 @@ __all__ = [
     "cyclic",
     "exponential",
     "inverse_sqrt",
+    "inverse_time",
     "linear",
     "multistep",
     "noise",

@@ -271,6 +271,29 @@ class InverseSqrt(Schedule):
         return self.peak * xp.sqrt(timescale / (t + timescale))
 
 
+@dataclass(frozen=True, repr=False)
+class InverseTime(Schedule):
+    """``peak / (1 + decay_rate * t / decay_steps)``, Keras' InverseTimeDecay; ``staircase`` floors
+    ``t / decay_steps``. The rate is ``peak / 2`` after ``decay_steps / decay_rate`` steps."""
+
+    kind = "inverse_time"
+    peak: float
+    decay_rate: float
+    decay_steps: int = 1
+    staircase: bool = False
+
+    def validate(self) -> None:
+        float_field(self, "peak", checks.positive)
+        float_field(self, "decay_rate")
+        steps_field(self, "decay_steps")
+        if not isinstance(self.staircase, bool):
+            raise TypeError(f"staircase must be True or False, got {self.staircase!r}")
+
+    def evaluate(self, t: Any, xp: Any) -> Any:
+        progress = floor_div(t, self.decay_steps, xp) if self.staircase else t / float(self.decay_steps)
+        return self.peak / (1.0 + self.decay_rate * progress)
+
+
 CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
 
 

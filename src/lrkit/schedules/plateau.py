@@ -1,17 +1,34 @@
 """Reduce-on-plateau as a controller beside a schedule: it keeps a ``ratio`` that drops when the
 watched metric stops improving, and the caller multiplies any schedule's value by it, so warmup
-followed by plateau reductions composes (which PyTorch's ReduceLROnPlateau cannot do)."""
+followed by plateau reductions composes (which PyTorch's ReduceLROnPlateau cannot do).
+
+The rule is written once, as ``Plateau.next_state(state, metric, xp)`` in an array namespace ``xp``
+(the way schedules write ``evaluate``): ``report`` runs it with NumPy on plain numbers, the optax
+transformation with ``jax.numpy`` on arrays under jit, so both take the same decisions.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from lrkit import checks
 
 MODES = ("min", "max")
 THRESHOLD_MODES = ("rel", "abs")
+
+
+class PlateauState(NamedTuple):
+    """What a report changes: plain numbers in ``Plateau``, arrays in a traced (optax) state."""
+
+    ratio: Any
+    best: Any
+    bad_reports: Any
+    cooldown_left: Any
+    reports: Any
 
 
 @dataclass
@@ -46,12 +63,35 @@ class Plateau:
         self.min_ratio = checks.in_range("min_ratio", self.min_ratio, 0, 1, high_open=True)
         self.best = math.inf if self.mode == "min" else -math.inf
 
+    @property
+    def state(self) -> PlateauState:
+        """The current state, as plain numbers."""
+        return PlateauState(self.ratio, self.best, self.bad_reports, self.cooldown_left, self.reports)
+
     def improves(self, metric: float) -> bool:
         """Whether ``metric`` beats the best so far by more than the threshold."""
+        return bool(self._improves(metric, self.best))
+
+    def _improves(self, metric: Any, best: Any) -> Any:
         sign = 1.0 if self.mode == "min" else -1.0
         if self.threshold_mode == "rel":
-            return sign * metric < sign * self.best * (1.0 - sign * self.threshold)
-        return sign * metric < sign * self.best - self.threshold
+            return sign * metric < sign * best * (1.0 - sign * self.threshold)
+        return sign * metric < sign * best - self.threshold
+
+    def next_state(self, state: PlateauState, metric: Any, xp: Any) -> PlateauState:
+        """The state after one report of ``metric``, computed with the array namespace ``xp`` (NumPy, or
+        ``jax.numpy`` under jit: every choice is an ``xp.where``); NaN compares false, so never improves."""
+        improved = self._improves(metric, state.best)
+        best = xp.where(improved, metric, state.best)
+        bad_reports = xp.where(improved, 0, state.bad_reports + 1)
+        cooling = state.cooldown_left > 0
+        cooldown_left = xp.where(cooling, state.cooldown_left - 1, state.cooldown_left)
+        bad_reports = xp.where(cooling, 0, bad_reports)
+        cut = bad_reports > self.patience
+        ratio = xp.where(cut, xp.maximum(state.ratio * self.decay_ratio, self.min_ratio), state.ratio)
+        cooldown_left = xp.where(cut, self.cooldown, cooldown_left)
+        bad_reports = xp.where(cut, 0, bad_reports)
+        return PlateauState(ratio, best, bad_reports, cooldown_left, state.reports + 1)
 
     def report(self, metric: float) -> float:
         """Record one evaluation of the metric; return the (possibly reduced) ratio."""
@@ -60,18 +100,13 @@ class Plateau:
             raise TypeError(
                 f"metric must be a number or a one-element tensor, got {metric!r} ({type(metric).__name__})"
             )
-        metric = number
-        self.reports += 1
-        if self.improves(metric):
-            self.best, self.bad_reports = float(metric), 0
-        else:
-            self.bad_reports += 1
-        if self.cooldown_left > 0:
-            self.cooldown_left -= 1
-            self.bad_reports = 0
-        if self.bad_reports > self.patience:
-            self.ratio = max(self.ratio * self.decay_ratio, self.min_ratio)
-            self.cooldown_left, self.bad_reports = self.cooldown, 0
+        state = self.next_state(self.state, number, np)
+        self.ratio, self.best = float(state.ratio), float(state.best)
+        self.bad_reports, self.cooldown_left, self.reports = (
+            int(state.bad_reports),
+            int(state.cooldown_left),
+            int(state.reports),
+        )
         return self.ratio
 
     def state_dict(self) -> dict[str, Any]:
@@ -85,4 +120,3 @@ class Plateau:
             raise ValueError(f"state has unknown keys {sorted(unknown)}; expected {sorted(names)}")
         for name, value in state.items():
             setattr(self, name, value)
-

@@ -28,6 +28,7 @@ NAMES: dict[str, Callable[..., Schedule]] = {
         kinds.Polynomial,
         kinds.OneMinusSqrt,
         kinds.InverseSqrt,
+        kinds.InverseTime,
         kinds.Cyclic,
         combinators.Warmup,
         combinators.Scale,
