@@ -306,6 +306,10 @@ class SchedulesReader(Reader):
         return self.folder / "checkpoint.pt"
 
 
+class MigratingReader(FinderReader):
+    train = staticmethod(small_train)
+
+
 class SweepReader(Reader):
     train = staticmethod(small_train)
     val_loss = 0.5
@@ -317,6 +321,7 @@ READERS: dict[str, type[Reader]] = {
     "finder.md": FinderReader,
     "finetune.md": FinetuneReader,
     "guard.md": GuardReader,
+    "migrating.md": MigratingReader,
     "schedules.md": SchedulesReader,
     "sweep.md": SweepReader,
 }
