@@ -284,7 +284,7 @@ def test_a_hugging_face_output_folder_reads_its_latest_checkpoint(tmp_path):
     trace = read_log(tmp_path)
     assert trace.step[-1] == 1500 and len(trace) == 150
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="no metrics.csv, TensorBoard event file or trainer_state.json"):
+    with pytest.raises(ValueError, match="no metrics.csv, scalars.json, TensorBoard event file or trainer_state.json"):
         read_log(tmp_path / "empty")
 
 

@@ -13,7 +13,9 @@ column). A log that cannot be read this way, or logs a negative or infinite LR, 
 The wall clock a log keeps (a time column, TensorBoard's wall time of the loss, Hugging Face's
 ``train_runtime``) gives ``meta["seconds_per_step"]``, with ``meta["time_source"]`` saying where it
 came from; a clock that cannot be used (text, going back, too few times) is left out, never fatal,
-and ``meta["time_problem"]`` says why. An lrkit trace's own recorded time comes first.
+and ``meta["time_problem"]`` says why. An lrkit trace's own recorded time comes first. A column of
+each step's duration (MMEngine's ``time`` beside ``data_time``, fastai's ``MM:SS``, ``time_ms``, ...)
+is timed by its mean instead. Text in a column that is not read (a note, a phase) is passed over.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ import math
 import re
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timezone
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -34,12 +36,40 @@ import numpy as np
 
 from lrkit.trace import Event, Trace
 
+# names of a column holding each logged step's duration, not a clock (``_ms``: in milliseconds)
+DURATIONS = (
+    "iter_time",
+    "step_time",
+    "batch_time",
+    "time_per_iter",
+    "time_per_step",
+    "time_ms",
+    "iter_time_ms",
+    "step_time_ms",
+)
+# a duration as fastai writes an epoch's time, ``MM:SS`` (``H:MM:SS`` past an hour), or as Python's
+# ``str(timedelta)`` does; an hour of two digits is left to be a time of day, no duration
+DURATION_TEXT = re.compile(r"(?:(\d):)?(\d\d):(\d\d(?:\.\d+)?)")
+
 # Trace column -> names that loggers commonly give it, best first (after normalising: lower case,
 # '/', '-', '.', ' ' turned into '_'). An LR column may also be named ``lr_<optimizer>``. ``time``
 # is no Trace column but the wall clock its seconds per step are measured on: seconds (since the
-# start or the epoch) or ISO-8601 times; Weights & Biases exports name it ``_runtime``/``_timestamp``.
+# start or the epoch) or ISO-8601 times; Weights & Biases exports name it ``_runtime``/``_timestamp``,
+# and its own counter of log calls ``_step`` (Hugging Face's step there is ``train/global_step``).
+# After the clocks come the names of each step's duration (``DURATIONS``).
 CANDIDATES: dict[str, tuple[str, ...]] = {
-    "step": ("step", "global_step", "iteration", "iter", "it", "train_step", "batch", "epoch"),
+    "step": (
+        "step",
+        "global_step",
+        "train_global_step",
+        "iteration",
+        "iter",
+        "it",
+        "train_step",
+        "batch",
+        "_step",
+        "epoch",
+    ),
     "loss": (
         "loss",
         "train_loss",
@@ -50,6 +80,7 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
         "train_loss_epoch",
         "loss_epoch",
         "epoch_loss",
+        "total_loss",
     ),
     "lr": (
         "lr",
@@ -81,6 +112,7 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
         "_runtime",
         "_timestamp",
         "relative_time",
+        *DURATIONS,
     ),
 }
 _LR_PREFIXES = ("lr_", "learning_rate_")
@@ -99,18 +131,28 @@ class _Table:
 
     Each column is a compact float array, not a dict per row, so a log takes a few bytes a cell.
     A row that has a column's name with no value (an empty cell, ``null``) leaves it unlogged
-    there, as a row without the name does; the name still counts as one of the log's columns.
+    there, as a row without the name does; the name still counts as one of the log's columns. Text
+    leaves a cell unlogged too, and ``text`` keeps each column's first (with its line), so that only
+    a column that is read fails on it; ``durations`` names the columns written as durations.
     """
 
     def __init__(self) -> None:
         self.rows = 0
         self._values: dict[str, array] = {}
         self._logged: dict[str, bytearray] = {}
+        self.text: dict[str, tuple[str, int]] = {}
+        self.durations: set[str] = set()
 
-    def add(self, cells: Iterable[tuple[str, float | None]]) -> None:
-        """Append one row; a name given twice keeps its last value."""
+    def add(self, cells: Iterable[tuple[str, float | str | timedelta | None]], line: int = 0) -> None:
+        """Append one row (``line`` where it is in the file); a name given twice keeps its last value."""
         row = self.rows
         for name, value in cells:
+            if isinstance(value, str):
+                self.text.setdefault(name, (value, line))
+                value = None
+            elif isinstance(value, timedelta):
+                self.durations.add(name)
+                value = value.total_seconds()
             values = self._values.get(name)
             if values is None:
                 values = self._values[name] = array("d")
@@ -179,29 +221,40 @@ def read_log(
 # --- finding and sniffing -----------------------------------------------------------------------
 
 
+# the log a run folder holds: Lightning's CSVLogger's, MMEngine's (``<timestamp>/vis_data/``)
+FOLDER_LOGS = ("metrics.csv", "scalars.json")
+
+
 def _log_in_folder(folder: Path) -> Path:
-    found = sorted(folder.rglob("metrics.csv")) + sorted(folder.rglob("*tfevents*"))
+    found = [file for name in FOLDER_LOGS for file in sorted(folder.rglob(name))] + sorted(folder.rglob("*tfevents*"))
     places = sorted({file.parent for file in found})
     if not places:
-        states = sorted(folder.rglob("trainer_state.json"), key=_checkpoint_number)
-        if states:  # a Hugging Face output folder: the latest checkpoint holds the whole history
+        states = sorted(folder.rglob("trainer_state.json"), key=_trained_steps)
+        if states:  # a Hugging Face output folder: the latest state holds the whole history
             return states[-1]
         raise ValueError(
-            f"{folder}: no metrics.csv, TensorBoard event file or trainer_state.json in this folder"
+            f"{folder}: no metrics.csv, scalars.json, TensorBoard event file or trainer_state.json in this folder"
         )
     if len(places) > 1:
         listed = ", ".join(str(place) for place in places[:5])
         if len(places) > 5:
             listed += f" and {len(places) - 5} more"
         raise ValueError(f"{folder}: holds several runs ({listed}); name one of them")
-    metrics = places[0] / "metrics.csv"
-    return metrics if metrics.exists() else places[0]
+    return next((places[0] / name for name in FOLDER_LOGS if (places[0] / name).exists()), places[0])
 
 
-def _checkpoint_number(state: Path) -> int:
-    """The N of a ``checkpoint-N`` folder holding ``state`` (-1 for any other folder)."""
+def _trained_steps(state: Path) -> tuple[int, bool]:
+    """How far a trainer_state.json got: the N of its ``checkpoint-N`` folder, else its own
+    ``global_step`` (-1 if unreadable), and whether it is the one the Trainer saves when training
+    ends (``save_state``), which wins a tie: it alone records the ``train_runtime``."""
     match = re.fullmatch(r"checkpoint-(\d+)", state.parent.name)
-    return int(match.group(1)) if match else -1
+    if match:
+        return int(match.group(1)), False
+    try:
+        steps = json.loads(state.read_text()).get("global_step")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        steps = None
+    return (steps if isinstance(steps, int) else -1), True
 
 
 def _detect(path: Path) -> str:
@@ -297,8 +350,9 @@ def _read_csv(path: Path, clock: Clock) -> tuple[_Table, dict[str, Any]]:
                 f"{path}: line {number} has {len(row)} fields but the header has {len(names)}"
             )
         table.add(
-            (name, _time(cell) if timed else _number(path, name, cell, number))
-            for name, timed, cell in zip(names, clocks, row, strict=False)
+            ((name, _time(cell) if timed else _number(cell))
+             for name, timed, cell in zip(names, clocks, row, strict=False)),
+            number,
         )
     if not table.rows:
         raise ValueError(f"{path}: has a header ({', '.join(names)}) but no data rows")
@@ -329,7 +383,7 @@ def _read_jsonl(path: Path, clock: Clock) -> tuple[_Table, dict[str, Any]]:
         if "lrkit_trace" in value:
             header = value
             continue
-        table.add(_json_cells(path, value, number, clock))
+        table.add(_json_cells(value, clock), number)
     return table, header
 
 
@@ -349,7 +403,7 @@ def _read_json(path: Path, clock: Clock) -> tuple[_Table, dict[str, Any]]:
         )
     table = _Table()
     for index, item in enumerate(value):
-        table.add(_json_cells(path, item, index + 1, clock))
+        table.add(_json_cells(item, clock), index + 1)
     return table, header
 
 
@@ -365,12 +419,10 @@ def _runtime(state: Mapping[str, Any]) -> dict[str, Any]:
     return {"runtime": (final["train_runtime"], state.get("global_step", final.get("step")))}
 
 
-def _json_cells(
-    path: Path, value: Mapping[str, Any], number: int, clock: Clock
-) -> Iterator[tuple[str, float | None]]:
+def _json_cells(value: Mapping[str, Any], clock: Clock) -> Iterator[tuple[str, float | str | timedelta | None]]:
     for name, cell in value.items():
         if not isinstance(cell, (bool, dict, list)):
-            yield name, _time(cell) if clock(name) else _number(path, name, cell, number)
+            yield name, _time(cell) if clock(name) else _number(cell)
 
 
 def _read_tensorboard(path: Path) -> tuple[list[Record], dict[str, Any]]:
@@ -442,18 +494,17 @@ def _lrkit_header(path: Path, text: str) -> dict[str, Any]:
     return header if isinstance(header, dict) else {}
 
 
-def _time(cell: Any) -> float | None:
-    """A wall-clock cell in seconds: a number, or an ISO-8601 time (one without a zone read as UTC);
-    empty is missing (None) and anything else NaN, which leaves the clock out instead of failing."""
-    if cell is None or isinstance(cell, (int, float)):
-        return None if cell is None else float(cell)
-    text = str(cell).strip()
-    if not text:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        pass
+def _time(cell: Any) -> float | timedelta | None:
+    """A wall-clock cell in seconds: a number, or an ISO-8601 time (one without a zone read as UTC),
+    or a duration written ``[H:]MM:SS`` (a timedelta); empty is missing (None) and anything else NaN,
+    which leaves the clock out instead of failing."""
+    text = _number(cell)
+    if not isinstance(text, str):
+        return text
+    duration = DURATION_TEXT.fullmatch(text)
+    if duration:
+        hours, minutes, seconds = duration.groups()
+        return timedelta(hours=int(hours or 0), minutes=int(minutes), seconds=float(seconds))
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
@@ -461,8 +512,8 @@ def _time(cell: Any) -> float | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 
-def _number(path: Path, column: str, cell: Any, row: int) -> float | None:
-    """A cell as a float; empty is missing (None), 'nan'/'inf' are values, other text is an error."""
+def _number(cell: Any) -> float | str | None:
+    """A cell as a float; empty is missing (None), 'nan'/'inf' are values, other text stays text."""
     if cell is None:
         return None
     if isinstance(cell, (int, float)):
@@ -473,9 +524,7 @@ def _number(path: Path, column: str, cell: Any, row: int) -> float | None:
     try:
         return float(text)
     except ValueError:
-        raise ValueError(
-            f"{path}: column {column!r} has text {text[:40]!r} at line {row}; expected a number"
-        ) from None
+        return text
 
 
 # --- from records to a Trace --------------------------------------------------------------------
@@ -510,9 +559,10 @@ def _columns(path: Path, available: Iterable[str], chosen: Mapping[str, str]) ->
         if match is not None and match not in found.values():
             found[column] = match
     if "loss" not in found:
-        raise ValueError(
-            f"{path}: no loss column among {', '.join(available) or 'no columns'}; name it with loss=... (--loss)"
-        )
+        fix = "name it with loss=... (--loss)"
+        if "value" in by_normal and {"key", "tag", "metric"} & set(by_normal):
+            fix = "it holds one metric a row (as MLflow's metric history does): make a column of each metric first"
+        raise ValueError(f"{path}: no loss column among {', '.join(available) or 'no columns'}; {fix}")
     return found
 
 
@@ -527,7 +577,17 @@ def _build(
         raise ValueError(f"{path}: no data rows")
     logged = table.columns()
     found = _columns(path, logged, chosen)
-    steps = _steps(path, logged, table.rows, found.get("step"))
+    for name in found.values():  # text in a column not read (a note, a phase) is no matter
+        if name in table.text:
+            text, line = table.text[name]
+            raise ValueError(f"{path}: column {name!r} has text {text[:40]!r} at line {line}; expected a number")
+    # the rows that log a Trace column: only their steps are the curve's (MMEngine logs validation
+    # metrics at step=epoch among training rows at step=iteration)
+    read = np.zeros(table.rows, dtype=bool)
+    for column, name in found.items():
+        if column not in ("step", "time"):
+            read |= logged[name][1]
+    steps = _steps(path, logged, table.rows, found.get("step"), read)
     _check_lr(path, found.get("lr"), logged, steps)
 
     # merge rows that share a step (neighbours, as steps never go back), keeping the last value
@@ -557,7 +617,9 @@ def _build(
         val_loss[at] = values[at]
     own = dict(header.get("meta", {}))
     # an lrkit trace's recorded time comes first: the log's clock is read only without it
-    clock = {} if "seconds" in own or "seconds_per_step" in own else _clock(header, logged, found, steps)
+    clock = (
+        {} if "seconds" in own or "seconds_per_step" in own else _clock(header, logged, found, steps, table.durations)
+    )
     meta = {
         **clock,
         **own,
@@ -582,12 +644,23 @@ def _clock(
     logged: Mapping[str, tuple[np.ndarray, np.ndarray]],
     found: Mapping[str, str],
     steps: np.ndarray,
+    durations: Collection[str] = (),
 ) -> dict[str, Any]:
     """The log's seconds per step and where they came from, or why its clock was left out, as meta:
-    a time column, else TensorBoard's wall time of the loss, else Hugging Face's train_runtime."""
+    a time column (a clock, or each step's duration), else TensorBoard's wall time of the loss, else
+    Hugging Face's train_runtime."""
     if "time" in found:
-        values, known = logged[found["time"]]
-        return _timed(f"the log's {found['time']!r} column", steps[known], values[known])
+        name = found["time"]
+        values, known = logged[name]
+        normal = _normal(name)
+        # each step's duration, not a clock: so named, written as durations (fastai), or MMEngine's
+        # and Detectron2's `time` beside `data_time`, both seconds per iteration
+        if name in durations or normal in DURATIONS or (normal == "time" and "data_time" in map(_normal, logged)):
+            trained = known & logged[found["loss"]][1]  # a validation row's time is no training step's
+            scale, unit = (1e-3, " (in milliseconds)") if normal.endswith("_ms") else (1.0, "")
+            where = f"the log's {name!r} column of step durations{unit}"
+            return _lasting(where, steps[trained], values[trained] * scale)
+        return _timed(f"the log's {name!r} column", steps[known], values[known])
     wall_times = header.get("wall_time", {})
     if found["loss"] in wall_times:
         return _timed(f"the TensorBoard wall time of {found['loss']!r}", *wall_times[found["loss"]])
@@ -620,6 +693,25 @@ def _timed(where: str, steps: np.ndarray, seconds: np.ndarray) -> dict[str, Any]
         return {"time_problem": f"{where} has fewer than 2 steps timed"}
     pace = _pace(steps[last], seconds[last])
     if pace is None:
+        return {"time_problem": f"{where} shows no time passing"}
+    return {"seconds_per_step": pace, "time_source": where}
+
+
+def _lasting(where: str, steps: np.ndarray, seconds: np.ndarray) -> dict[str, Any]:
+    """Meta for each training step's duration: their mean, less the pauses, or what is wrong.
+
+    As on a clock, a duration over ``PAUSE_RATIO`` times the median is a pause (the first step's
+    compilation, a step that ran an evaluation) and left out. Time outside the steps logged (an
+    evaluation between them) is in no duration, so it is not counted.
+    """
+    bad = np.flatnonzero(~(seconds >= 0))
+    if bad.size:
+        return {"time_problem": f"{where} has a value that is not a duration at step {int(steps[bad[0]])}"}
+    if not seconds.size:
+        return {"time_problem": f"{where} has no training step timed"}
+    typical = float(np.median(seconds))
+    pace = float(seconds[seconds <= PAUSE_RATIO * typical].mean()) if typical > 0 else float(seconds.mean())
+    if pace <= 0:
         return {"time_problem": f"{where} shows no time passing"}
     return {"seconds_per_step": pace, "time_source": where}
 
@@ -669,12 +761,9 @@ def _whole(steps: np.ndarray) -> np.ndarray:
     return np.array([int(step) for step in steps.tolist()])
 
 
-def _ranked(path: Path, name: str, values: np.ndarray, logged: np.ndarray) -> np.ndarray:
+def _ranked(path: Path, name: str, values: np.ndarray, logged: np.ndarray, first: int) -> np.ndarray:
     """Each value's place among the distinct values of its column (a missing one repeats the last)."""
-    known = logged & np.isfinite(values)
-    if not known[0]:
-        raise ValueError(f"{path}: step column {name!r} is empty in data row 1")
-    values = _carried(values, known, fill=math.nan)
+    values = _carried_steps(path, name, values, logged & np.isfinite(values), first)
     back = np.flatnonzero(values[1:] < values[:-1])
     if back.size:
         row = int(back[0]) + 1
@@ -701,24 +790,40 @@ def _check_lr(
         )
 
 
+def _carried_steps(path: Path, name: str, values: np.ndarray, known: np.ndarray, first: int) -> np.ndarray:
+    """``values`` with each row not ``known`` given the step before it, and the rows before ``first``
+    (the first row read, which must have a step) its step."""
+    if not known[first]:
+        raise ValueError(f"{path}: step column {name!r} is empty in data row {first + 1}")
+    values = _carried(values, known, fill=math.nan)
+    values[:first] = values[first]
+    return values
+
+
 def _steps(
-    path: Path, logged: Mapping[str, tuple[np.ndarray, np.ndarray]], rows: int, name: str | None
+    path: Path,
+    logged: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    rows: int,
+    name: str | None,
+    read: np.ndarray,
 ) -> np.ndarray:
     """Each row's step as a whole float (the row number when the log has no step column); must not go back.
 
-    A fractional epoch column (``epoch`` 0.25, 0.5, ... as Hugging Face logs it) counts its
-    distinct values in order instead: the curve's shape is the same, only the axis is renumbered.
+    Only the ``read`` rows' steps count: another row (one that logs no Trace column) takes the step
+    before it. A fractional epoch column (``epoch`` 0.25, 0.5, ... as Hugging Face logs it) counts
+    its distinct values in order instead: the curve's shape is the same, only the axis is renumbered.
     """
     if name is None:
         return np.arange(rows, dtype=float)
     values, known = logged[name]
+    start = 0
+    if read.any():
+        start, known = int(np.argmax(read)), known & read
     if "epoch" in name.lower():
         finite = values[known & np.isfinite(values)]
         if np.any(finite != np.trunc(finite)):
-            return _ranked(path, name, values, known)
-    if not known[0]:
-        raise ValueError(f"{path}: step column {name!r} is empty in data row 1")
-    values = _carried(values, known, fill=math.nan)
+            return _ranked(path, name, values, known, start)
+    values = _carried_steps(path, name, values, known, start)
     wrong = ~np.isfinite(values)
     wrong[~wrong] = values[~wrong] != np.trunc(values[~wrong])
     back = np.zeros(len(values), dtype=bool)
