@@ -352,3 +352,13 @@ def test_report_opens_offline_in_chromium_with_its_charts(tmp_path: Path, real_p
     assert all(complete and natural > 0 and shown > 300 for complete, natural, shown in charts)
 
 
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.0, "0 s"), (0.000997, "0.997 ms"), (0.25, "250 ms"), (1.5, "1.5 s"), (45.0, "45 s"),
+     (3330.0, "55.5 min"), (7200.0, "2 h")],
+)
+def test_durations_read_in_their_best_unit(seconds: float, text: str) -> None:
+    """A step of an epoch-per-row log is an hour, not "3.33e+06 ms"; a fast step is ms, not "0.000997 s"."""
+    assert duration(seconds) == text

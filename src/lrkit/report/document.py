@@ -314,11 +314,11 @@ def cost_sentence(c: CostComparison, chosen: str, baseline: str) -> str:
 
 
 def duration(seconds: float) -> str:
-    """A time in the unit that reads best: "45 s", "12.5 min", "3.2 h"."""
-    for unit, size in (("h", 3600), ("min", 60)):
+    """A time in the unit that reads best: "0.997 ms", "45 s", "12.5 min", "3.2 h"."""
+    for unit, size in (("h", 3600), ("min", 60), ("s", 1)):
         if seconds >= 2 * size:
             return f"{seconds / size:.3g} {unit}"
-    return f"{seconds:.3g} s"
+    return f"{seconds:.3g} s" if seconds >= 1 or seconds == 0 else f"{seconds * 1e3:.3g} ms"
 
 
 def _saved(value: float, at_least: bool, amount: str) -> str:
@@ -351,7 +351,7 @@ def _cost_section(chosen: Run, baseline: Run, comparison: CostComparison) -> str
         speed = f"{c.speedup:.2f}x faster" if c.speedup >= 1 else f"{1 / c.speedup:.2f}x slower"
         rows.append(_saving_row("steps", saved, f"{bound}{abs(saved)} ({bound}{speed})"))
     if c.seconds_saved is not None:
-        amount = f"{abs(c.seconds_saved):.3g} s ({abs(c.gpu_hours_saved):.3g} GPU-hours)"
+        amount = f"{duration(abs(c.seconds_saved))} ({abs(c.gpu_hours_saved):.3g} GPU-hours)"
         rows.append(_saving_row("time", c.seconds_saved, _bound(c.seconds_saved, c.at_least) + amount))
     elif saved is not None:
         rows.append(("time saved", f"unknown: {NO_TIME}{time_problems((run.label, run.trace) for run in (chosen, baseline))}"))
@@ -392,9 +392,9 @@ def rate_note(c: CostComparison, chosen: str, baseline: str) -> str | None:
     runs = ((chosen, c.chosen), (baseline, c.baseline))
     rates = c.chosen.seconds_per_step, c.baseline.seconds_per_step
     if rates[0] is not None and rates[0] == rates[1]:
-        text = f"Time at {rates[0] * 1e3:.3g} ms per step for both runs, as measured."
+        text = f"Time at {duration(rates[0])} per step for both runs, as measured."
     else:
-        known = [f"{cost.seconds_per_step * 1e3:.3g} ms per step for {label}" for label, cost in runs
+        known = [f"{duration(cost.seconds_per_step)} per step for {label}" for label, cost in runs
                  if cost.seconds_per_step is not None]
         if not known:
             return None
