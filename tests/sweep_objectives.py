@@ -11,6 +11,8 @@ import os
 import time
 from pathlib import Path
 
+NAP_SECONDS = 0.3
+
 
 def bowl(lr: float, report) -> float:
     """Validation loss falls over 4 reports toward ``(log10(lr) + 2)**2``: best at lr = 1e-2."""
@@ -34,6 +36,28 @@ def quick(lr: float, report) -> float:
                 time.sleep(0.05)
     time.sleep(0.1)
     return (math.log10(lr) + 2) ** 2
+
+
+def napping(lr: float, report) -> float:
+    """``bowl``'s final loss after sleeping ``NAP_SECONDS`` (at least that, however loaded the machine).
+    With LRKIT_TEST_LOG=path, appends ``pid start end`` (``time.monotonic()``: one clock for every
+    process of the machine) to that file."""
+    start = time.monotonic()
+    time.sleep(NAP_SECONDS)
+    log = os.environ.get("LRKIT_TEST_LOG")
+    if log:
+        with open(log, "a") as handle:
+            handle.write(f"{os.getpid()} {start!r} {time.monotonic()!r}\n")
+    return (math.log10(lr) + 2) ** 2
+
+
+def slow_bowl(lr: float, report) -> float:
+    """``bowl``, with 0.4 s of training before each of its 4 reports: a trial of at least 1.6 s."""
+    final = (math.log10(lr) + 2) ** 2
+    for step in range(4):
+        time.sleep(0.4)
+        report(step * 25 + 24, final + 1.0 / (step + 1))
+    return final
 
 
 def hang_once(lr: float, report) -> float:
@@ -64,3 +88,17 @@ def rising(lr: float, report) -> float:
 
 def returns_none(lr: float, report) -> None:
     """Forgets to return the loss."""
+
+
+def _start_late() -> None:
+    """With LRKIT_TEST_LATE=seconds:pid, a process that pid starts (a sweep's helper worker) starts
+    that much late, as on a slow machine: it imports this module to unpickle its objective, before
+    it joins the sweep."""
+    late = os.environ.get("LRKIT_TEST_LATE")
+    if late:
+        seconds, parent = late.split(":")
+        if os.getppid() == int(parent):
+            time.sleep(float(seconds))
+
+
+_start_late()

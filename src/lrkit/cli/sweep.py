@@ -2,12 +2,15 @@
 
 The study is kept in ``--storage`` (default: a journal file in ``--out``), so running the same
 command again resumes it, and the same command on many machines with one PostgreSQL URL and
-``--study`` name joins one study.
+``--study`` name joins one study. ``--timeout`` bounds a run by time: no trial starts after it.
 """
 
 from __future__ import annotations
 
+import decimal
 import math
+import re
+from decimal import Decimal
 from pathlib import Path
 
 import click
@@ -16,6 +19,58 @@ from lrkit.cli.entry import load_function
 from lrkit.cli.output import writable_file, writable_folder
 
 PRUNER_CHOICES = ("hyperband", "successive_halving", "median", "none")
+UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}  # seconds in each, largest first
+_NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+_AMOUNTS = re.compile("".join(f"(?:(?P<{unit}>{_NUMBER}){unit})?" for unit in UNITS))
+_EXACT = decimal.Context(prec=400)  # digits enough to hold any float exactly: durations round-trip
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from a duration: a number of seconds (``5400``) or amounts with units ``d``, ``h``,
+    ``m``, ``s`` in that order (``90m``, ``2h``, ``1h30m``, ``1.5h``); raises ``ValueError``."""
+    given, text = text, text.strip()
+    match = _AMOUNTS.fullmatch(text)
+    if re.fullmatch(_NUMBER, text):
+        amounts = {"s": text}
+    else:
+        amounts = {unit: amount for unit, amount in (match.groupdict() if match else {}).items() if amount}
+    if not amounts:
+        raise ValueError(
+            f"{given!r} is not a duration: give seconds (5400) or amounts with units d, h, m, s in that "
+            "order (90m, 2h, 1h30m, 1.5h)"
+        )
+    with decimal.localcontext(_EXACT):
+        seconds = float(sum(Decimal(amount) * UNITS[unit] for unit, amount in amounts.items()))
+    if not 0 < seconds < math.inf:
+        raise ValueError(f"{given!r} is not a duration: it must be more than 0 seconds, and finite")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` written as ``parse_duration`` reads it back exactly: ``2h``, ``1h30m``, ``0.5s``."""
+    with decimal.localcontext(_EXACT):
+        whole, fraction = divmod(Decimal(repr(float(seconds))), 1)
+        rest, amounts = int(whole), []
+        for size in UNITS.values():
+            count, rest = divmod(rest, size)
+            amounts.append(Decimal(count))
+        amounts[-1] += fraction
+        parts = [f"{amount.normalize():f}{unit}" for unit, amount in zip(UNITS, amounts, strict=True) if amount]
+    return "".join(parts) or "0s"
+
+
+class Duration(click.ParamType):
+    """A click option holding seconds, given as ``parse_duration`` reads them."""
+
+    name = "duration"
+
+    def convert(self, value, param, ctx) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(str(value))
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
 
 
 @click.command()
@@ -34,6 +89,7 @@ PRUNER_CHOICES = ("hyperband", "successive_halving", "median", "none")
 @click.option("--schedules", help="Also search the schedule kind, from these (comma-separated: constant, cosine, linear).")
 @click.option("--warmup-steps", help="With --schedules: warmup lengths to search (comma-separated, e.g. 0,30).")
 @click.option("--heartbeat", type=click.IntRange(min=1), default=60, show_default=True, help="Seconds between database heartbeats; a trial silent for twice that is retried.")
+@click.option("--timeout", type=Duration(), help="Time budget of this run (seconds, or 90m, 2h, 1h30m): no trial starts after it; running ones finish.")
 def command(
     task: str | None,
     entry: str | None,
@@ -50,6 +106,7 @@ def command(
     heartbeat: int,
     schedules: str | None,
     warmup_steps: str | None,
+    timeout: float | None,
 ) -> None:
     """Search the learning rate (grid, random or TPE) with pruning, on one machine or many."""
     try:
@@ -77,14 +134,15 @@ def command(
         pruner=None if pruner == "none" else pruner, storage=storage or str(folder / "sweep.journal"),
         study=study_name or task or entry, seed=seed, workers=workers,
         prior_lr=None, heartbeat_seconds=heartbeat, schedules=_listed(schedules, str, "--schedules"),
-        warmup_steps=_listed(warmup_steps, int, "--warmup-steps"),
+        warmup_steps=_listed(warmup_steps, int, "--warmup-steps"), timeout=timeout,
     )
     if storage and plan.spec.kind == "journal":
         writable_file(Path(storage).expanduser(), "--storage")
     open_study(plan)  # fails fast (masked) on a storage it cannot reach or a mismatched study
+    budget = "" if plan.timeout is None else f", time budget {format_duration(plan.timeout)}"
     click.echo(
         f"study {plan.study!r} in {plan.spec.shown}: lr {plan.min_lr:.3g}..{plan.max_lr:.3g}, "
-        f"{plan.n_trials} trials, sampler {plan.sampler}, pruner {plan.pruner or 'none'}"
+        f"{plan.n_trials} trials, sampler {plan.sampler}, pruner {plan.pruner or 'none'}{budget}"
     )
     result = _run_with_progress(plan, workers)
     _print_result(result)
@@ -94,7 +152,9 @@ def command(
         from lrkit.plots import save_figure
 
         save_figure(result.plot(), png_path)
-    click.echo(f"wrote {csv_path} and {png_path}")
+        click.echo(f"wrote {csv_path} and {png_path}")
+    else:
+        click.echo(f"wrote {csv_path} (no finished trial to plot)")
     if plan.spec.kind == "journal":
         click.echo(f"browse it: optuna-dashboard {plan.spec.target}")
     else:
@@ -166,9 +226,21 @@ def _print_result(result) -> None:
         steps = "" if row.steps is None else str(row.steps)
         table.add_row(str(row.number), f"{row.lr:.3g}", *schedule, state, loss, steps, style=style)
     Console().print(table)
+    if result.timed_out:
+        click.echo(
+            f"stopped at the {format_duration(result.timeout)} time budget after {len(result.finished)} "
+            f"of {result.n_trials} trials"
+        )
     if best is None:
-        diverged = any(row.state == "complete" for row in result.trials)
-        click.echo("no LR to train with: every complete trial diverged; lower --max-lr" if diverged else "no complete trial yet")
+        if any(row.state == "complete" for row in result.trials):
+            click.echo("no LR to train with: every complete trial diverged; lower --max-lr")
+        elif result.timed_out:
+            click.echo(
+                "no LR to train with: no trial completed within the time budget; run the command again "
+                "to resume with a fresh budget, or give a longer --timeout"
+            )
+        else:
+            click.echo("no complete trial yet")
         return
     schedule = f", schedule {best.schedule} with {best.warmup_steps} warmup steps" if best.schedule else ""
     click.echo(f"best trial #{best.number}: lr {best.lr:.4g}{schedule}, validation loss {best.val_loss:.4g}")

@@ -84,7 +84,9 @@ class SweepResult:
     """A finished (or resumed) sweep: the study's trials, the best LR and the compute spent.
 
     ``grid_steps`` is what a grid of as many LRs, each trained to the end (``full_steps``), costs;
-    ``compute_fraction`` is ``steps_spent`` over that.
+    ``compute_fraction`` is ``steps_spent`` over that. ``timeout`` is the run's time budget in
+    seconds (None: none); ``timed_out`` is True when it, not ``n_trials``, ended the sweep, so the
+    study holds fewer finished trials than asked (perhaps none complete: then ``best`` raises).
     """
 
     study: str
@@ -96,6 +98,8 @@ class SweepResult:
     n_trials: int
     trials: tuple[TrialRow, ...]
     full_steps: int | None
+    timeout: float | None = None
+    timed_out: bool = False
 
     @property
     def finished(self) -> tuple[TrialRow, ...]:
@@ -197,7 +201,8 @@ class SweepResult:
         cost = f", steps={self.steps_spent:,}" if self.steps_spent else ""
         if self.compute_fraction is not None:
             cost += f" ({self.compute_fraction:.0%} of a {self.grid_steps:,}-step grid)"
+        budget = f", timed out at timeout={self.timeout:g}s" if self.timed_out else ""
         return (
             f"SweepResult({best}, trials={len(self.finished)}/{self.n_trials} "
-            f"({self.pruned} pruned){cost}, study={self.study!r})"
+            f"({self.pruned} pruned){cost}{budget}, study={self.study!r})"
         )

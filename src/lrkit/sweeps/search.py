@@ -10,6 +10,7 @@ import math
 import multiprocessing
 import pickle
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,7 @@ class Plan:
     report_every: int | None
     schedules: tuple[str, ...] | None = None
     warmup_steps: tuple[int, ...] = (0,)
+    timeout: float | None = None  # seconds; not a setting of the study, so each run has its own
 
     def settings(self) -> dict[str, object]:
         """What a study is created with and must be resumed with."""
@@ -89,9 +91,11 @@ def sweep(
     heartbeat_seconds: int = 60,
     schedules: Sequence[str] | None = None,
     warmup_steps: Sequence[int] | None = None,
+    timeout: float | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> SweepResult:
-    """Search the LR in ``[min_lr, max_lr]`` (log scale) until ``n_trials`` trials are finished.
+    """Search the LR in ``[min_lr, max_lr]`` (log scale) until ``n_trials`` trials are finished,
+    or until ``timeout`` seconds have passed.
 
     ``objective`` is ``train(lr, report) -> val_loss`` or a built-in task's name. ``storage`` is
     ``None`` (memory, this process), a journal file path (processes on one machine) or a
@@ -100,11 +104,15 @@ def sweep(
     ``study`` defaults to the task's name or ``module:function`` (``default_study``).
     ``schedules`` (kinds from ``SCHEDULE_KINDS``) and ``warmup_steps`` (lengths) are searched with
     the LR and passed to the objective as keywords.
+
+    ``timeout`` is a time budget, as Optuna's: no trial starts after it, and the trials running
+    then finish (or are pruned) as they would have. Every local worker has the same deadline;
+    ``result.timed_out`` says the budget ended the sweep before it held ``n_trials`` trials.
     """
     plan = make_plan(
         objective, min_lr=min_lr, max_lr=max_lr, n_trials=n_trials, sampler=sampler, pruner=pruner,
         storage=storage, study=study, seed=seed, workers=workers, prior_lr=prior_lr,
-        heartbeat_seconds=heartbeat_seconds, schedules=schedules, warmup_steps=warmup_steps,
+        heartbeat_seconds=heartbeat_seconds, schedules=schedules, warmup_steps=warmup_steps, timeout=timeout,
     )
     return run_plan(plan, workers=workers, progress=progress)
 
@@ -126,20 +134,27 @@ def default_study(objective: Objective) -> str:
 def run_plan(
     plan: Plan, *, workers: int = 1, progress: Callable[[int, int], None] | None = None
 ) -> SweepResult:
-    """Run a validated plan with ``workers`` processes on this machine (this one included)."""
+    """Run a validated plan with ``workers`` processes on this machine (this one included).
+
+    The time budget starts now, and the helpers share its deadline: ``time.monotonic()`` reads one
+    clock for every process of a machine (CLOCK_MONOTONIC on Linux), so it means the same there.
+    """
+    deadline = None if plan.timeout is None else time.monotonic() + plan.timeout
     optuna_study = open_study(plan)
     on_progress = None if progress is None else (lambda finished: progress(finished, plan.n_trials))
-    helpers = _start_helpers(plan, workers - 1)
+    helpers = _start_helpers(plan, workers - 1, deadline)
     try:
-        run_worker(optuna_study, _runner(plan), reclaim=_reclaimer(plan.spec), on_progress=on_progress)
+        done = run_worker(
+            optuna_study, _runner(plan), reclaim=_reclaimer(plan.spec), on_progress=on_progress, deadline=deadline
+        )
     except BaseException:
         for helper in helpers:  # an error or Ctrl-C here stops the whole local sweep
             helper.terminate()
         raise
     finally:
         for helper in helpers:
-            helper.join()
-    return collect(optuna_study, plan)
+            helper.join()  # one stopped by the deadline has first finished its running trial
+    return collect(optuna_study, plan, timed_out=not done)
 
 
 def make_plan(
@@ -158,6 +173,7 @@ def make_plan(
     heartbeat_seconds: int,
     schedules: Sequence[str] | None = None,
     warmup_steps: Sequence[int] | None = None,
+    timeout: float | None = None,
 ) -> Plan:
     """Validate every argument of ``sweep`` and fill in the task's defaults."""
     seed = checks.integer("seed", seed)
@@ -190,6 +206,13 @@ def make_plan(
         if schedules is None:
             raise ValueError("warmup_steps needs schedules (the kinds to warm up into), got schedules=None")
         warmup_steps = tuple(checks.integer("warmup_steps", steps, minimum=0) for steps in warmup_steps)
+    if timeout is not None:
+        if not checks.is_real(timeout):
+            raise TypeError(
+                f"timeout must be a number of seconds (or None: no time budget), got {timeout!r} "
+                f"({type(timeout).__name__})"
+            )
+        timeout = checks.positive("timeout", timeout)
     spec = parse_storage(storage)
     check_workers(spec, workers)
     if workers > 1:
@@ -200,7 +223,7 @@ def make_plan(
         heartbeat_seconds=heartbeat_seconds,
         full_steps=task.steps if task is not None else None,
         report_every=task.report_every if task is not None else None,
-        schedules=schedules, warmup_steps=warmup_steps or (0,),
+        schedules=schedules, warmup_steps=warmup_steps or (0,), timeout=timeout,
     )
 
 
@@ -224,8 +247,12 @@ def open_study(plan: Plan, *, create: bool = True) -> optuna.Study:
     return study
 
 
-def collect(study: optuna.Study, plan: Plan) -> SweepResult:
-    """The study's trials as a ``SweepResult`` (surplus trials that never ran are left out)."""
+def collect(study: optuna.Study, plan: Plan, *, timed_out: bool = False) -> SweepResult:
+    """The study's trials as a ``SweepResult`` (surplus trials that never ran are left out).
+
+    ``timed_out``: this run stopped at its deadline (it counts only if the study holds fewer
+    than ``n_trials`` finished trials: a helper's last trial may have filled it since).
+    """
     rows = []
     for trial in study.get_trials(deepcopy=False):
         if trial.user_attrs.get(SURPLUS) or "lr" not in trial.params:
@@ -254,10 +281,11 @@ def collect(study: optuna.Study, plan: Plan) -> SweepResult:
     if full_steps is None:
         complete = [row.steps for row in rows if row.state == "complete" and row.steps and not row.diverged]
         full_steps = max(complete, default=None)
+    finished = sum(row.state in ("complete", "pruned") for row in rows)
     return SweepResult(
         study=plan.study, storage=plan.spec.shown, sampler=plan.sampler, pruner=plan.pruner,
         min_lr=plan.min_lr, max_lr=plan.max_lr, n_trials=plan.n_trials, trials=tuple(rows),
-        full_steps=full_steps,
+        full_steps=full_steps, timeout=plan.timeout, timed_out=timed_out and finished < plan.n_trials,
     )
 
 
@@ -359,16 +387,19 @@ def _require_picklable(objective: Objective, workers: int) -> None:
         ) from None
 
 
-def _start_helpers(plan: Plan, count: int) -> list[multiprocessing.process.BaseProcess]:
+def _start_helpers(
+    plan: Plan, count: int, deadline: float | None
+) -> list[multiprocessing.process.BaseProcess]:
     context = multiprocessing.get_context("spawn")
-    helpers = [context.Process(target=join_sweep, args=(plan,), daemon=True) for _ in range(count)]
+    helpers = [context.Process(target=join_sweep, args=(plan, deadline), daemon=True) for _ in range(count)]
     for helper in helpers:
         helper.start()
     return helpers
 
 
-def join_sweep(plan: Plan) -> None:
-    """A helper worker process: join the plan's study and work until it is done."""
+def join_sweep(plan: Plan, deadline: float | None = None) -> None:
+    """A helper worker process: join the plan's study and work until it is done or ``deadline``
+    (the starting process's, a ``time.monotonic()`` value) has passed."""
     study = open_study(plan, create=False)
-    run_worker(study, _runner(plan), reclaim=_reclaimer(plan.spec))
+    run_worker(study, _runner(plan), reclaim=_reclaimer(plan.spec), deadline=deadline)
 

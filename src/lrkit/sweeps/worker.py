@@ -1,4 +1,5 @@
-"""One sweep worker: runs trials of a shared study until it holds its target of finished trials.
+"""One sweep worker: runs trials of a shared study until it holds its target of finished trials
+(or its time budget has run out).
 
 Any number of workers, on one machine or many, may run this loop on the same study. The target
 is exact: a worker whose new trial would go past it (counting the trials before it that have not
@@ -6,6 +7,7 @@ failed) marks that trial failed unrun and stops, so N workers never overshoot. W
 the last trials run elsewhere, so a trial whose worker dies is retried (same parameters) by one
 that is still alive: through Optuna's heartbeats on a database, and on a journal file by seeing
 that the owning process on this machine is gone. A trial stopped by Ctrl-C is queued to run again too.
+A worker with a deadline starts no trial, and stops waiting, once it has passed.
 """
 
 from __future__ import annotations
@@ -116,9 +118,15 @@ def run_worker(
     *,
     reclaim: Callable[[optuna.Study], None],
     on_progress: Callable[[int], None] | None = None,
+    deadline: float | None = None,
     poll_seconds: float = 0.5,
-) -> None:
-    """Run trials until ``runner.target`` trials of ``study`` are complete or pruned."""
+) -> bool:
+    """Run trials until ``runner.target`` trials of ``study`` are complete or pruned, or until
+    ``deadline`` (a ``time.monotonic()`` value) has passed. True when the study holds its target.
+
+    The deadline is checked before each trial, never during one (as Optuna's ``timeout``): a
+    running trial finishes, or is pruned, as it would have, and no trial starts after it.
+    """
     last = -1
     with quiet_optuna():
         reclaim(study)  # a crashed run's trials first, so a resume retries them before new ones
@@ -129,7 +137,9 @@ def run_worker(
                 on_progress(finished)
                 last = finished
             if finished >= runner.target:
-                return
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False  # trials running elsewhere finish under their own workers' budgets
             waiting = any(trial.state == TrialState.WAITING for trial in trials)
             live = sum(1 for trial in trials if trial.state != TrialState.FAIL)
             if waiting or live < runner.target:
