@@ -1,5 +1,7 @@
 """Hypothesis strategies that draw random lrkit schedules of every kind (shared by the schedule tests)."""
 
+import dataclasses
+
 from hypothesis import strategies as st
 
 from lrkit import schedules as S
@@ -7,6 +9,8 @@ from lrkit import schedules as S
 lrs = st.floats(1e-6, 10.0)
 ratios = st.floats(0.01, 0.99)
 durations = st.integers(1, 400)
+half_wave = st.just(0.5)  # a cosine decay
+waves = half_wave | st.floats(0.1, 4.0)
 
 
 @st.composite
@@ -16,9 +20,11 @@ def peak_end(draw):
 
 
 @st.composite
-def cosine(draw):
+def cosine(draw, waves=half_wave):
+    """A cosine decay; given a strategy for ``waves``, a cosine of that many waves."""
     peak, end = draw(peak_end())
-    return S.cosine(peak=peak, steps=draw(durations), end=end, exponent=draw(st.floats(0.5, 3.0)))
+    exponent = draw(st.floats(0.5, 3.0))
+    return S.cosine(peak=peak, steps=draw(durations), end=end, exponent=exponent, waves=draw(waves))
 
 
 @st.composite
@@ -95,15 +101,22 @@ def cyclic(draw):
     )
 
 
+@st.composite
+def lengthened(draw):
+    """An open-ended kind given a length with ``steps``, so that a phase can follow it."""
+    open_ended = draw(st.one_of(exponential(), multistep(), inverse_sqrt(), inverse_time(), cyclic()))
+    return dataclasses.replace(open_ended, steps=draw(durations))
+
+
 elementary = st.one_of(
-    cosine(), polynomial(), one_minus_sqrt(), linear(), constant(), exponential(), multistep(),
+    cosine(waves), polynomial(), one_minus_sqrt(), linear(), constant(), exponential(), multistep(),
     cosine_restarts(), inverse_sqrt(), inverse_time(), cyclic(),
 )
 
 
 @st.composite
 def warmup(draw):
-    shape = draw(st.sampled_from(["linear", "cosine", "exponential"]))
+    shape = draw(st.sampled_from(["linear", "cosine", "exponential", "1-sqrt"]))
     low = 0.001 if shape == "exponential" else 0.0
     return S.warmup(draw(durations), start_ratio=draw(st.floats(low, 0.9)), shape=shape)
 
@@ -124,7 +137,9 @@ def wrapped(draw, inner):
 @st.composite
 def sequences(draw):
     """Phases with lengths, an optional warmup in front, and any schedule last."""
-    finite = st.one_of(cosine(), polynomial(), one_minus_sqrt(), linear(), constant().filter(lambda s: s.steps))
+    finite = st.one_of(
+        cosine(waves), polynomial(), one_minus_sqrt(), linear(), constant().filter(lambda s: s.steps), lengthened()
+    )
     phases = draw(st.lists(wrapped(finite), min_size=1, max_size=3))
     if draw(st.booleans()):
         phases.insert(0, draw(warmup()))
@@ -133,6 +148,27 @@ def sequences(draw):
     for phase in phases[1:]:
         schedule = schedule >> phase
     return schedule
+
+
+@st.composite
+def overlaid(draw):
+    """``overlay(front) >> after``: a warmup or a short phase over the first steps of a longer one,
+    which may have more phases after it."""
+    after = draw(sequences() | elementary)
+    covered = after.phases[0] if isinstance(after, S.Sequence) else after  # it must outlast the overlay
+    if covered.length is not None and covered.length < 2:
+        covered = S.constant(draw(lrs), steps=2)
+        after = covered >> after
+    steps = draw(st.integers(1, 400 if covered.length is None else covered.length - 1))
+    front = draw(st.sampled_from(["warmup", "constant", "linear"]))
+    if front == "warmup":
+        ramp = draw(warmup())
+        front = S.warmup(steps, start_ratio=ramp.start_ratio, shape=ramp.shape)
+    elif front == "constant":
+        front = S.constant(draw(lrs), steps=steps)
+    else:
+        front = S.linear(start=draw(lrs), end=draw(lrs), steps=steps)
+    return S.overlay(front) >> after
 
 
 @st.composite
@@ -159,4 +195,4 @@ def composites(draw):
     return S.adam_warmup(draw(st.floats(0.9, 0.9999))) >> draw(elementary)
 
 
-schedules = st.one_of(elementary, wrapped(elementary), sequences(), composites())
+schedules = st.one_of(elementary, wrapped(elementary), sequences(), overlaid(), composites())

@@ -72,17 +72,18 @@ def lrkit_plateau_lrs(schedule: S.Schedule, plateau: Plateau, metrics, *, lr: fl
 # name -> where its lrkit equivalent is pinned (or why there is none)
 HF_NAMES = {
     "linear": "test_schedules_reference.py::test_hf_linear",
-    "cosine": "test_schedules_reference.py::test_hf_cosine; the tail: here",
+    "cosine": "test_schedules_reference.py::test_hf_cosine, test_hf_cosine_num_cycles; the tail: here",
     "cosine_with_restarts": "test_schedules_reference.py::test_hf_cosine_with_restarts; uneven cycles: here",
     "polynomial": "test_schedules_reference.py::test_hf_polynomial; the default lr_end: here",
     "constant": "here",
     "constant_with_warmup": "test_schedules_reference.py::test_hf_constant_with_warmup",
     "inverse_sqrt": "test_schedules_reference.py::test_hf_inverse_sqrt",
     "reduce_lr_on_plateau": "here",
-    "cosine_with_min_lr": "here",
+    "cosine_with_min_lr": "here, num_cycles too",
     "cosine_warmup_with_min_lr": "here",
     "warmup_stable_decay": (
-        "test_schedules_reference.py::test_hf_warmup_stable_decay; defaults, cosine warmup: here"
+        "test_schedules_reference.py::test_hf_warmup_stable_decay, "
+        "test_hf_warmup_stable_decay_warmup_types_and_cosine_cycles; defaults, cosine warmup: here"
     ),
     "greedy": "none: GreedyLR raises the rate when the metric improves, which no lrkit piece does",
 }
@@ -102,6 +103,14 @@ def test_hf_cosine_with_min_lr(warmup, end):
     min_lr = end.get("min_lr", PEAK * end.get("min_lr_rate", 0))
     ours = S.warmup(warmup) >> S.cosine(PEAK, 100 - warmup, end=min_lr)
     assert_same(ours(np.arange(100)), hf_lrs("cosine_with_min_lr", warmup, 100, 100, **end))
+
+
+@pytest.mark.parametrize("num_cycles", [0.25, 1.0, 1.5])
+def test_hf_cosine_with_min_lr_num_cycles(num_cycles):
+    # num_cycles counts cosine waves (0.5: the one decay): lrkit's waves
+    ours = S.warmup(10) >> S.cosine(PEAK, 90, end=1e-5, waves=num_cycles)
+    reference = hf_lrs("cosine_with_min_lr", 10, 100, 101, min_lr=1e-5, num_cycles=num_cycles)
+    assert_same(ours(np.arange(101)), reference)
 
 
 @pytest.mark.parametrize("warmup_lr_rate", [None, 0.2])
@@ -232,11 +241,19 @@ def test_sequential_lr_of_a_constant_and_an_exponential():
     assert_same(ours(np.arange(40)), torch_lrs(make, 40))
 
 
-def test_a_phase_without_a_length_cannot_be_followed():
-    # the gap the page states: ChainedScheduler multiplies schedulers, and optax.join_schedules cuts
-    # any schedule at a boundary; lrkit's exponential (like multistep, inverse_sqrt, cyclic) has no
-    # length, so it can only be the last phase
-    with pytest.raises(ValueError, match="has no length"):
+def test_sequential_lr_starting_with_an_exponential():
+    # an open-ended kind given a length with steps= can be followed, as SequentialLR's first scheduler
+    def make(optimizer):
+        decay = lr_scheduler.ExponentialLR(optimizer, gamma=0.9)
+        cosine = lr_scheduler.CosineAnnealingLR(optimizer, T_max=50, eta_min=1e-5)
+        return lr_scheduler.SequentialLR(optimizer, [decay, cosine], milestones=[20])
+
+    ours = S.exponential(PEAK, 0.9, steps=20) >> S.cosine(PEAK, 50, end=1e-5)
+    assert_same(ours(np.arange(70)), torch_lrs(make, 70))
+
+
+def test_a_phase_without_a_length_says_how_to_give_it_one():
+    with pytest.raises(ValueError, match=r"has no length, so nothing can follow it; give it one with steps=N"):
         S.exponential(PEAK, 0.9) >> S.constant(1e-5)
 
 
@@ -266,6 +283,12 @@ OPTAX_PAIRS = {
     "exponential_decay end_value": (
         lambda: optax.exponential_decay(PEAK, 10, 0.9, end_value=1e-4),
         S.clip(S.exponential(PEAK, 0.9, decay_steps=10), min_lr=1e-4),
+    ),
+    "join_schedules after an exponential_decay": (
+        lambda: optax.join_schedules(
+            [optax.exponential_decay(PEAK, 1, 0.9), optax.constant_schedule(1e-5)], [30]
+        ),
+        S.exponential(PEAK, 0.9, steps=30) >> S.constant(1e-5),
     ),
     "exponential_decay transition_begin": (
         lambda: optax.exponential_decay(PEAK, 10, 0.9, transition_begin=40),

@@ -2,6 +2,7 @@
 float32's exact integers), durations past int32, error messages, and a Keras model saved mid-schedule."""
 
 import os
+import re
 import warnings
 
 import jax
@@ -87,18 +88,29 @@ def test_noise_keeps_varying_past_int32_steps_without_warnings():
 
 
 @pytest.mark.parametrize(
-    ("spec", "advice"),
+    ("spec", "advice", "fixed"),
     [
-        ("constant(1) >> constant(2)", "give constant(...) steps or put it last"),
-        ("scale(cosine_restarts(1, 10), 2) >> constant(1)", "give cosine_restarts(...) cycles or put it last"),
-        ("exponential(1, 0.5) >> constant(1)", "exponential has no length argument, so it can only be the last phase"),
-        ("clip(multistep(1, [5]), min_lr=0.1) >> constant(1)", "multistep has no length argument, so it can only"),
+        ("constant(1) >> constant(2)", "give it one with steps=N (constant(..., steps=N)) or put it last",
+         "constant(2, steps=5) >> constant(1)"),
+        ("scale(cosine_restarts(1, 10), 2) >> constant(1)",
+         "give it one with cycles=N (cosine_restarts(..., cycles=N)) or put it last",
+         "scale(cosine_restarts(1, 10, cycles=2), 2) >> constant(1)"),
+        ("exponential(1, 0.5) >> constant(1)", "give it one with steps=N (exponential(..., steps=N)) or put it last",
+         "exponential(1, 0.5, steps=5) >> constant(1)"),
+        ("clip(multistep(1, [5]), min_lr=0.1) >> constant(1)", "(multistep(..., steps=N))",
+         "clip(multistep(1, [5], steps=8), min_lr=0.1) >> constant(1)"),
+        ("inverse_sqrt(1, 10) >> constant(1)", "(inverse_sqrt(..., steps=N))", "inverse_sqrt(1, 10, steps=5) >> constant(1)"),
+        ("inverse_time(1, 0.5) >> constant(1)", "(inverse_time(..., steps=N))", "inverse_time(1, 0.5, steps=5) >> constant(1)"),
+        ("cyclic(0.1, 1, 4) >> constant(1)", "(cyclic(..., steps=N))", "cyclic(0.1, 1, 4, steps=5) >> constant(1)"),
     ],
 )
-def test_a_phase_without_a_length_says_how_to_give_it_one(spec, advice):
-    # ``give it steps`` sent users to an argument that exponential, multistep, cyclic and inverse_sqrt lack
-    with pytest.raises(ValueError, match=r"has no length, so nothing can follow it; " + advice.replace("(...)", r"\(\.\.\.\)")):
+def test_a_phase_without_a_length_says_how_to_give_it_one(spec, advice, fixed):
+    # every open-ended kind takes the argument the message names, and the advised spec works
+    with pytest.raises(ValueError, match=r"has no length, so nothing can follow it; .*" + re.escape(advice)):
         S.parse(spec)
+    schedule = S.parse(fixed)
+    assert schedule.phases[0].length is not None
+    assert schedule(schedule.starts[1]) == 1.0 and schedule(10_000) == 1.0
 
 
 @pytest.mark.parametrize("metric", ["0.5", True, None, torch.ones(2)], ids=repr)

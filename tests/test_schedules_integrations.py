@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import torch
 
+from lrkit import ScheduleLR
 from lrkit import schedules as S
 from lrkit.integrations.optax import optax_schedule
 
@@ -28,6 +30,15 @@ SCHEDULES = [
     S.cyclic(0.1, 1.0, 47, down_steps=49),
     S.inverse_time(0.1, 0.5, decay_steps=7),
     S.warmup(5) >> S.inverse_time(1.0, 2.0, decay_steps=49, staircase=True),  # 49 * (1/49) again
+    *(NEW_FORMS := [
+        S.overlay(S.warmup(7, start_ratio=0.01)) >> S.cosine(1e-3, 49, end=1e-5),  # timm's warmup_prefix=False
+        S.overlay(S.constant(0.5, steps=4)) >> S.overlay(S.warmup(10)) >> S.cosine_restarts(1.0, 20, cycles=3),
+        S.exponential(1e-3, 0.9, steps=30) >> S.cyclic(1e-4, 1e-3, 7, steps=41) >> S.inverse_sqrt(1e-4, 10, steps=5)
+        >> S.constant(1e-5),
+        S.warmup(10) >> S.multistep(1.0, [3], steps=9) >> S.inverse_time(0.5, 1.0, steps=20) >> S.linear(0.1, 0.0, 49),
+        S.warmup(10) >> S.cosine(1e-3, 49, waves=1.5, exponent=2.0) >> S.cosine(1e-3, 41, end=1e-4, waves=3.0),
+        S.warmup(49, start_ratio=0.1, shape="1-sqrt") >> S.constant(1.0, steps=20) >> S.one_minus_sqrt(1.0, 40, end=0.1),
+    ]),
 ]
 FLOAT32 = 2e-6  # both run in float32
 
@@ -86,8 +97,22 @@ def test_keras_optimizer_follows_the_schedule():
     np.testing.assert_allclose(seen, schedule(np.arange(6)), rtol=FLOAT32)
 
 
+@pytest.mark.parametrize("schedule", NEW_FORMS, ids=repr)
+def test_torch_schedule_lr_follows_overlays_lengths_waves_and_the_1_sqrt_warmup_exactly(schedule):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = ScheduleLR(optimizer, repr(schedule))
+    seen = []
+    for _ in range(120):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert seen == schedule(np.arange(120)).tolist()
+
+
 @pytest.mark.parametrize("adapter", [optax_schedule, KerasSchedule], ids=["optax", "keras"])
 def test_a_warmup_with_nothing_after_it_is_refused_when_the_adapter_is_built(adapter):
     # not at the first evaluation, deep inside a jit or fit
     with pytest.raises(ValueError, match=r"warmup\(10\) rises to the phase after it, but nothing follows it"):
         adapter("warmup(10)")
+    with pytest.raises(ValueError, match=r"overlay\(warmup\(10\)\) lies over the phase after it, but nothing follows it"):
+        adapter("overlay(warmup(10))")

@@ -1,5 +1,6 @@
 """Properties every lrkit schedule keeps, over random configurations of every kind."""
 
+import dataclasses
 import pickle
 
 import numpy as np
@@ -16,12 +17,15 @@ from schedule_strategies import (
     exponential,
     inverse_sqrt,
     inverse_time,
+    lengthened,
     multistep,
     one_minus_sqrt,
+    overlaid,
     polynomial,
     schedules,
     sequences,
     warmup,
+    waves,
 )
 
 STEPS = np.arange(3000)
@@ -138,6 +142,71 @@ def test_sequence_phases_restart_at_their_own_step_zero(schedule):
         assert np.array_equal(schedule(start + local), phase(local))
 
 
+@given(overlaid())
+def test_after_an_overlay_the_next_phase_keeps_the_clock_that_started_with_the_overlay(schedule):
+    front, after = schedule.phases[0].schedule, schedule.phases[1:]
+    rest = S.Sequence(after) if len(after) > 1 else after[0]
+    covered = np.arange(front.length)
+    if isinstance(front, S.Warmup):  # it rises to the next phase's own step 0, as without the overlay
+        assert np.allclose(schedule(covered), (front >> rest)(covered), rtol=1e-12, atol=0)
+    else:
+        assert np.array_equal(schedule(covered), front(covered))
+    later = np.arange(front.length, front.length + 500)
+    assert np.array_equal(schedule(later), rest(later))
+    assert schedule.length == rest.length  # it ends where it would alone
+    assert S.phase_starts(schedule)[:2] == (0, front.length) and schedule.origins[:2] == (0, 0)
+
+
+def test_timm_warmup_without_prefix_is_the_cosine_with_its_first_steps_replaced():
+    schedule = S.overlay(S.warmup(5, start_ratio=0.1)) >> S.cosine(1.0, 20, end=0.01)
+    cosine = S.cosine(1.0, 20, end=0.01)
+    assert np.allclose(schedule(np.arange(5)), [0.1, 0.28, 0.46, 0.64, 0.82], rtol=1e-12)
+    assert np.array_equal(schedule(np.arange(5, 40)), cosine(np.arange(5, 40)))
+    prefixed = S.warmup(5, start_ratio=0.1) >> cosine
+    assert prefixed.length == 25 and schedule.length == 20
+
+
+def test_consecutive_overlays_share_one_clock():
+    schedule = S.overlay(S.warmup(4)) >> S.overlay(S.constant(0.5, steps=10)) >> S.linear(1.0, 0.0, 20)
+    assert schedule.starts == (0, 4, 10) and schedule.origins == (0, 0, 0) and schedule.length == 20
+    values = schedule(np.arange(25))
+    assert np.allclose(values[:4], 0.5 * np.arange(4) / 4)  # rising to the constant's level
+    assert np.all(values[4:10] == 0.5)
+    assert np.allclose(values[10:21], 1.0 - np.arange(10, 21) / 20) and values[24] == 0.0
+
+
+@given(lengthened())
+def test_a_length_keeps_an_open_ended_kind_and_holds_its_value_at_the_end(schedule):
+    open_ended = dataclasses.replace(schedule, steps=None)
+    before = np.arange(schedule.steps + 1)
+    assert np.array_equal(schedule(before), open_ended(before))
+    assert np.all(schedule(np.arange(schedule.steps, schedule.steps + 50)) == open_ended(schedule.steps))
+    assert schedule.length == schedule.steps and open_ended.length is None
+
+
+@given(lengthened(), st.floats(1e-6, 10.0))
+def test_an_open_ended_kind_with_a_length_can_be_followed(schedule, level):
+    sequence = schedule >> S.constant(level)
+    assert np.array_equal(sequence(np.arange(schedule.steps)), schedule(np.arange(schedule.steps)))
+    assert sequence(schedule.steps) == level
+
+
+@given(cosine(waves))
+def test_a_cosine_of_any_number_of_waves_starts_at_its_peak_and_stays_between_end_and_peak(schedule):
+    values = schedule(np.arange(schedule.steps + 50))
+    assert values[0] == pytest.approx(schedule.peak, rel=1e-12)
+    assert np.all(values >= schedule.end * (1 - 1e-12)) and np.all(values <= schedule.peak * (1 + 1e-12))
+    assert np.all(values[schedule.steps :] == values[schedule.steps])
+    half = dataclasses.replace(schedule, waves=0.5)
+    assert half == S.cosine(schedule.peak, schedule.steps, end=schedule.end, exponent=schedule.exponent)
+
+
+def test_a_cosine_of_one_wave_comes_back_up_to_its_peak():
+    values = S.cosine(1.0, 8, waves=1.0)(np.arange(10))
+    assert np.allclose(values, [1, 0.5 + 0.5**1.5, 0.5, 0.5 - 0.5**1.5, 0, 0.5 - 0.5**1.5, 0.5, 0.5 + 0.5**1.5, 1, 1])
+    assert np.allclose(S.cosine(1.0, 8, waves=2.0)(np.array([2, 4, 6])), [0.0, 1.0, 0.0], atol=1e-15)
+
+
 @given(st.one_of(cosine(), polynomial(), one_minus_sqrt()), st.integers(1, 100))
 def test_decay_then_constant_at_its_end_meets_without_a_jump(decay, steps):
     schedule = decay >> S.constant(decay.end)
@@ -180,6 +249,14 @@ def test_clip_holds_within_bounds(schedule, low, high):
 def test_exponential_warmup_is_geometric():
     schedule = S.warmup(4, start_ratio=1 / 16, shape="exponential") >> S.constant(1.0)
     assert np.allclose(schedule(np.arange(5)), [1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0])
+
+
+def test_one_minus_sqrt_warmup_mirrors_the_one_minus_sqrt_cooldown():
+    schedule = S.warmup(4, start_ratio=0.2, shape="1-sqrt") >> S.constant(1.0)
+    rise = 1 - np.sqrt(1 - np.arange(5) / 4)
+    assert np.allclose(schedule(np.arange(5)), 0.2 + 0.8 * rise, rtol=1e-15)
+    cooldown = S.one_minus_sqrt(1.0, 4)(np.arange(5))
+    assert np.allclose(rise, cooldown[::-1])  # the cooldown backwards in time
 
 
 def test_adam_untuned_warmup_length_is_two_over_one_minus_beta2():

@@ -1,6 +1,7 @@
 """lrkit's schedules against the references people use: PyTorch's schedulers, transformers' get_scheduler,
 optax's schedules and Keras' schedules, over many random configurations, equal within 1e-6 relative
-(Keras computes in float32: within float32's precision).
+(Keras computes in float32: within float32's precision); and timm's CosineLRScheduler, which is not
+a test dependency, against a table of its values.
 
 Values below 1e-12 of the peak are compared absolutely (at 1e-12 of the peak): there, references that
 update the rate recursively (PyTorch's ``*LR.step``) are left with rounding noise around zero.
@@ -12,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -252,6 +254,96 @@ def test_hf_warmup_stable_decay(peak, warmup, stable, decay, cooldown, min_lr_ra
         end=min_lr_ratio * peak, start_ratio=min_lr_ratio,
     )
     assert_matches(ours(np.arange(total + 20)), reference, peak)
+
+
+@settings(max_examples=15)
+@given(peaks, warmups, st.integers(1, 400), st.floats(0.05, 3.0))
+def test_hf_cosine_num_cycles(peak, warmup, decay, num_cycles):
+    # num_cycles is the number of cosine waves after the warmup (0.5: the one decay); lrkit's waves
+    reference = hf_lrs("cosine", peak, warmup, warmup + decay, warmup + decay + 1, num_cycles=num_cycles)
+    ours = S.warmup(warmup) >> S.cosine(peak, decay, waves=num_cycles)
+    np.testing.assert_allclose(ours(np.arange(warmup + decay + 1)), reference, rtol=1e-12, atol=1e-12 * peak)
+
+
+@settings(max_examples=20)
+@given(
+    peaks, warmups, st.integers(0, 100), st.integers(1, 200),
+    st.sampled_from(["linear", "cosine", "1-sqrt"]), st.floats(0.0, 0.5), st.floats(0.05, 2.0),
+)
+def test_hf_warmup_stable_decay_warmup_types_and_cosine_cycles(peak, warmup, stable, decay, shape, min_lr_ratio, cycles):
+    total = warmup + stable + decay
+    reference = hf_lrs(
+        "warmup_stable_decay", peak, warmup, total, total, num_decay_steps=decay, warmup_type=shape,
+        decay_type="cosine", min_lr_ratio=min_lr_ratio, num_cycles=cycles,
+    )
+    ramp = S.warmup(warmup, start_ratio=min_lr_ratio, shape=shape)
+    cooldown = S.cosine(peak, decay, end=min_lr_ratio * peak, waves=cycles)
+    ours = ramp >> S.constant(peak, steps=stable) >> cooldown if stable else ramp >> cooldown
+    np.testing.assert_allclose(ours(np.arange(total)), reference, rtol=1e-12, atol=1e-12 * peak)
+
+
+# ---- timm -------------------------------------------------------------------------------------
+
+# timm is not a test dependency, so these are the rates timm 1.0.31's CosineLRScheduler set, computed
+# once with it installed: an SGD optimizer at lr=1e-3, t_in_epochs=False, the LR read after
+# ``step_update(t)`` for each t. warmup_prefix=False (timm's default) lays the warmup over the first
+# steps of the cosine, which still ends at t_initial: lrkit's overlay.
+TIMM_STEPS = (0, 1, 4, 5, 6, 10, 19, 20, 24, 25, 30)
+TIMM_RESTART_STEPS = (0, 1, 2, 3, 4, 9, 10, 11, 29, 30, 31, 40)
+TIMM_COSINE = {
+    "t_initial=20, lr_min=1e-5, warmup_t=5, warmup_lr_init=1e-5": (
+        "overlay(warmup(5, start_ratio=0.01)) >> cosine(peak=0.001, steps=20, end=1e-05)",
+        TIMM_STEPS,
+        [1e-05, 0.000208, 0.000802, 0.000855017856687341, 0.0007959536998847742, 0.000505,
+         1.609427140540686e-05, 1e-05, 1e-05, 1e-05, 1e-05],
+    ),
+    "t_initial=20, lr_min=1e-5, warmup_t=5, warmup_lr_init=0": (
+        "overlay(warmup(5)) >> cosine(peak=0.001, steps=20, end=1e-05)",
+        TIMM_STEPS,
+        [0.0, 0.0002, 0.0008, 0.000855017856687341, 0.0007959536998847742, 0.000505,
+         1.609427140540686e-05, 1e-05, 1e-05, 1e-05, 1e-05],
+    ),
+    "t_initial=20, lr_min=1e-5, warmup_t=5, warmup_lr_init=1e-5, warmup_prefix=True": (
+        "warmup(5, start_ratio=0.01) >> cosine(peak=0.001, steps=20, end=1e-05)",
+        TIMM_STEPS,
+        [1e-05, 0.000208, 0.000802, 0.001, 0.0009939057285945933, 0.000855017856687341,
+         0.00021404630011522585, 0.000154982143312659, 1.609427140540686e-05, 1e-05, 1e-05],
+    ),
+    "t_initial=20, lr_min=1e-5 (no warmup)": (
+        "cosine(peak=0.001, steps=20, end=1e-05)",
+        TIMM_STEPS,
+        [0.001, 0.0009939057285945933, 0.000905463412215599, 0.000855017856687341, 0.0007959536998847742,
+         0.000505, 1.609427140540686e-05, 1e-05, 1e-05, 1e-05, 1e-05],
+    ),
+    "t_initial=10, cycle_mul=2, cycle_decay=0.5, cycle_limit=2, warmup_t=3, warmup_lr_init=1e-4": (
+        "overlay(warmup(3, start_ratio=0.1)) >> "
+        "cosine_restarts(peak=0.001, cycle_steps=10, length_ratio=2, peak_ratio=0.5, cycles=2, end=1e-05)",
+        TIMM_RESTART_STEPS,
+        [0.0001, 0.00039999999999999996, 0.0007, 0.0007959536998847742, 0.000657963412215599,
+         3.4227024433899005e-05, 0.0005, 0.0004969836434458088, 1.3016356554191275e-05, 1e-05, 1e-05, 1e-05],
+    ),
+    "the same with warmup_prefix=True": (
+        "warmup(3, start_ratio=0.1) >> "
+        "cosine_restarts(peak=0.001, cycle_steps=10, length_ratio=2, peak_ratio=0.5, cycles=2, end=1e-05)",
+        TIMM_RESTART_STEPS,
+        [0.0001, 0.00039999999999999996, 0.0007, 0.001, 0.0009757729755661011, 0.0003520365877844011,
+         0.00021404630011522585, 0.00010453658778440107, 5.67908363781379e-05, 3.6703401573849895e-05,
+         2.1991153507687383e-05, 1e-05],
+    ),
+}
+
+
+@pytest.mark.parametrize("config", TIMM_COSINE)
+def test_timm_cosine_lr_scheduler(config):
+    spec, steps, reference = TIMM_COSINE[config]
+    schedule = S.parse(spec)
+    assert repr(schedule) == spec
+    np.testing.assert_allclose(schedule(np.array(steps)), reference, rtol=1e-12, atol=1e-15)
+
+
+def test_timm_cosine_ends_at_t_initial_with_an_overlaid_warmup_and_later_with_a_prefix():
+    overlaid, prefixed = (S.parse(TIMM_COSINE[config][0]) for config in list(TIMM_COSINE)[:3:2])
+    assert overlaid.length == 20 and prefixed.length == 25
 
 
 # ---- optax ------------------------------------------------------------------------------------

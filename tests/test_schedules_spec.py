@@ -45,6 +45,29 @@ def test_inverse_time_reads_and_prints_like_the_other_decays():
     assert schedule(110) == pytest.approx(1e-3 / 1.5)
 
 
+@pytest.mark.parametrize(
+    ("text", "printed"),
+    [
+        ("overlay(warmup(5, start_ratio=1e-2)) >> cosine(1e-3, 100, end=1e-5)",
+         "overlay(warmup(5, start_ratio=0.01)) >> cosine(peak=0.001, steps=100, end=1e-05)"),
+        ("overlay(constant(1e-4, steps=10)) >> overlay(warmup(20)) >> linear(1e-3, 0, 50)",
+         "overlay(constant(0.0001, steps=10)) >> overlay(warmup(20)) >> linear(start=0.001, end=0.0, steps=50)"),
+        ("exponential(1e-3, 0.9, steps=100) >> constant(1e-5)",
+         "exponential(peak=0.001, decay_ratio=0.9, steps=100) >> constant(1e-05)"),
+        ("multistep(0.1, [10, 20], steps=30) >> inverse_sqrt(0.001, 100, steps=50) >> cyclic(1e-4, 1e-3, 5)",
+         "multistep(peak=0.1, milestones=[10, 20], steps=30) >> inverse_sqrt(peak=0.001, timescale_steps=100, steps=50)"
+         " >> cyclic(min_lr=0.0001, max_lr=0.001, up_steps=5)"),
+        ("cosine(1e-3, 100, waves=1.5)", "cosine(peak=0.001, steps=100, waves=1.5)"),
+        ("cosine(1e-3, 100, waves=0.5)", "cosine(peak=0.001, steps=100)"),
+        ("warmup(5, shape='1-sqrt') >> constant(1e-3)", "warmup(5, shape='1-sqrt') >> constant(0.001)"),
+    ],
+)
+def test_overlays_lengths_waves_and_the_1_sqrt_warmup_read_and_print(text, printed):
+    schedule = S.parse(text)
+    assert repr(schedule) == printed
+    assert S.parse(printed) == schedule
+
+
 def test_composite_specs_print_as_their_parts():
     assert repr(S.parse("step_decay(0.1, 30)")) == "exponential(peak=0.1, decay_ratio=0.1, decay_steps=30, staircase=True)"
     assert repr(S.parse("adam_warmup(0.999) >> constant(1e-3)")) == "warmup(2000) >> constant(0.001)"
@@ -128,6 +151,18 @@ def test_the_adapters_name_their_schedule_argument():
         (lambda: S.scale(0.5, ratio=2.0), TypeError, "schedule must be a schedule, got 0.5"),
         (lambda: S.noise(S.constant(1.0), ratio=1.0), ValueError, r"ratio must be in \[0, 1\)"),
         (lambda: S.exponential(1.0, 0.5) >> S.constant(1.0), ValueError, "has no length, so nothing can follow it"),
+        (lambda: S.exponential(1.0, 0.5, steps=0), ValueError, "exponential: steps must be >= 1, got 0"),
+        (lambda: S.cyclic(0.1, 1.0, 5, steps=2.5), TypeError, "cyclic: steps must be an integer, got 2.5"),
+        (lambda: S.multistep(1.0, [5], steps=-1), ValueError, "multistep: steps must be >= 1, got -1"),
+        (lambda: S.cosine(1.0, 10, waves=0), ValueError, "cosine: waves must be > 0, got 0"),
+        (lambda: S.cosine(1.0, 10, waves="1"), TypeError, "cosine: waves must be a number, got '1'"),
+        (lambda: S.cosine(1.0, 10, waves=math.inf), ValueError, "cosine: waves must be finite"),
+        (lambda: S.overlay(0.5), TypeError, "overlay: schedule must be a schedule, got 0.5"),
+        (lambda: S.overlay(S.inverse_sqrt(1.0, 10)), ValueError,
+         r"overlay: schedule must have a length to lie over the next phase, got inverse_sqrt\(peak=1.0, "
+         r"timescale_steps=10\); give it one with steps=N \(inverse_sqrt\(\.\.\., steps=N\)\)"),
+        (lambda: S.overlay(S.warmup(10)) >> S.cosine(1.0, 10), ValueError,
+         r"phase cosine\(peak=1.0, steps=10\) lasts 10 steps, all under the overlay before it \(10 steps\)"),
         (lambda: S.Plateau(patience=-1), ValueError, "patience must be >= 0, got -1"),
         (lambda: S.Plateau(mode="lowest"), ValueError, "mode must be one of 'min', 'max'"),
     ],
@@ -199,6 +234,11 @@ def test_a_warmup_needs_a_phase_after_it():
         ("cosine(1e-3, 100) >> warmup(10)", "but nothing follows it in cosine(peak=0.001, steps=100) >> warmup(10)"),
         ("scale(warmup(10), 0.5)", "warmup(10) rises to the phase after it, but nothing follows it;"),
         ("clip(constant(1e-3, steps=5) >> warmup(5), max_lr=1)", "nothing follows it in constant(0.001, steps=5) >> warmup(5)"),
+        ("overlay(warmup(10))", "overlay(warmup(10)) lies over the phase after it, but nothing follows it; write it"),
+        ("cosine(1e-3, 100) >> overlay(constant(1e-3, steps=5))", "lies over the phase after it, but nothing follows it in"),
+        ("scale(overlay(warmup(10)), 2) >> constant(1e-3)", "overlay(warmup(10)) lies over the phase after it, but nothing"),
+        ("overlay(constant(1e-3, steps=5) >> warmup(5)) >> constant(1e-3)",
+         "warmup(5) rises to the phase after it, but nothing follows it in constant(0.001, steps=5) >> warmup(5)"),
     ],
 )
 def test_a_warmup_with_nothing_to_rise_to_is_refused_when_parsed(spec, message):

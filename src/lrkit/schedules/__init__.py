@@ -2,7 +2,7 @@
 spec string from ``repr(s)`` that ``parse`` reads back. Pure Python + NumPy."""
 
 from lrkit.schedules.base import Schedule
-from lrkit.schedules.combinators import Clip, Noise, Scale, Sequence, Warmup, phase_starts
+from lrkit.schedules.combinators import Clip, Noise, Overlay, Scale, Sequence, Warmup, phase_starts
 from lrkit.schedules.composites import adam_warmup, one_cycle, step_decay, warmup_cosine, wsd
 from lrkit.schedules.kinds import (
     Constant,
@@ -32,6 +32,7 @@ inverse_sqrt = InverseSqrt
 inverse_time = InverseTime
 cyclic = Cyclic
 warmup = Warmup
+overlay = Overlay
 scale = Scale
 clip = Clip
 noise = Noise
@@ -51,6 +52,7 @@ __all__ = [
     "MultiStep",
     "Noise",
     "OneMinusSqrt",
+    "Overlay",
     "Plateau",
     "PlateauState",
     "Polynomial",
@@ -72,6 +74,7 @@ __all__ = [
     "noise",
     "one_cycle",
     "one_minus_sqrt",
+    "overlay",
     "parse",
     "phase_starts",
     "polynomial",

@@ -1,8 +1,8 @@
-"""Combinators: sequence phases (``a >> b``), warm up into whatever follows, scale, clip, add noise."""
+"""Combinators: sequence phases (``a >> b``), warm up into whatever follows, lay a phase over the
+next one's first steps, scale, clip, add noise."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +10,7 @@ from typing import Any
 from lrkit import checks
 from lrkit.schedules.base import Schedule, float_field, schedule_field, setattr_frozen, steps_field
 
-WARMUP_SHAPES = ("linear", "cosine", "exponential")
+WARMUP_SHAPES = ("linear", "cosine", "exponential", "1-sqrt")
 
 
 @dataclass(frozen=True, repr=False)
@@ -18,7 +18,8 @@ class Warmup(Schedule):
     """A ramp over ``steps`` from ``start_ratio`` times the next phase's first value up to that value.
 
     It has no level of its own, so it only makes sense in front of something: ``warmup(500) >> cosine(...)``.
-    ``exponential`` rises geometrically and needs ``start_ratio > 0``.
+    ``exponential`` rises geometrically and needs ``start_ratio > 0``; ``1-sqrt`` is the 1-sqrt
+    cooldown backwards in time, slow at first (transformers' ``warmup_type="1-sqrt"``).
     """
 
     kind = "warmup"
@@ -41,40 +42,77 @@ class Warmup(Schedule):
     def ramp(self, t: Any, xp: Any) -> Any:
         """The fraction of the target reached at local step ``t`` (``start_ratio`` at 0, 1 at ``steps``)."""
         steps = float(self.steps)
-        progress = xp.minimum(t, steps) / steps
+        progress = xp.minimum(xp.minimum(t, steps) / steps, 1.0)  # a compiler's steps * (1/steps) may pass 1
         if self.shape == "exponential":
             return self.start_ratio ** (1.0 - progress)
         if self.shape == "cosine":
             progress = 0.5 * (1.0 - xp.cos(math.pi * progress))
+        elif self.shape == "1-sqrt":
+            progress = 1.0 - xp.sqrt(1.0 - progress)
         return self.start_ratio + (1.0 - self.start_ratio) * progress
 
     def evaluate(self, t: Any, xp: Any) -> Any:
         raise ValueError(f"{self!r} rises to the phase after it; write it in front of one: {self!r} >> ...")
 
 
+@dataclass(frozen=True, repr=False)
+class Overlay(Schedule):
+    """A phase laid over the first steps of the phase after it instead of delaying it: in
+    ``overlay(a) >> b``, ``b`` runs on the clock that starts with ``a``, so after ``a``'s steps it
+    goes on from its own step ``a.length`` and ends where it would alone (timm's warmup with
+    ``warmup_prefix=False``). A warmup in it rises to ``b``'s step 0, as it would without it."""
+
+    kind = "overlay"
+    positional = 1
+    schedule: Schedule
+
+    def validate(self) -> None:
+        inner = schedule_field(self, "schedule")
+        if inner.length is None:
+            raise ValueError(
+                f"schedule must have a length to lie over the next phase, got {inner!r}; {_how_to_end(inner)}"
+            )
+
+    @property
+    def length(self) -> int:
+        return self.schedule.length  # type: ignore[return-value]
+
+    def evaluate(self, t: Any, xp: Any) -> Any:
+        raise ValueError(f"{self!r} lies over the phase after it; write it in front of one: {self!r} >> ...")
+
+
+FRONTS = (Warmup, Overlay)  # phases that need a phase after them
+
+
 def check_complete(schedule: Schedule) -> Schedule:
-    """``schedule`` itself, once it is sure to have a value at every step: a warmup anywhere in it
-    must have a phase after it to rise to (``warmup(500)`` alone, or last, has none)."""
+    """``schedule`` itself, once it is sure to have a value at every step: a warmup or an overlay
+    anywhere in it must have a phase after it (``warmup(500)`` alone, or last, has none)."""
     phases = schedule.phases if isinstance(schedule, Sequence) else (schedule,)
     for index, phase in enumerate(phases):
+        if isinstance(phase, FRONTS) and index == len(phases) - 1:
+            where = "" if phase is schedule else f" in {schedule!r}"
+            verb = "rises to" if isinstance(phase, Warmup) else "lies over"
+            raise ValueError(
+                f"{phase!r} {verb} the phase after it, but nothing follows it{where}; "
+                f"write it in front of one: {phase!r} >> ..."
+            )
+        if isinstance(phase, Overlay):
+            if not isinstance(phase.schedule, Warmup):  # an overlaid warmup rises to the next phase
+                check_complete(phase.schedule)
+            continue
         if isinstance(phase, Warmup):
-            if index == len(phases) - 1:
-                where = "" if phase is schedule else f" in {schedule!r}"
-                raise ValueError(
-                    f"{phase!r} rises to the phase after it, but nothing follows it{where}; "
-                    f"write it in front of one: {phase!r} >> ..."
-                )
             continue
         for value in vars(phase).values():
-            for inner in value if isinstance(value, tuple) else (value,):
-                if isinstance(inner, Schedule):
-                    check_complete(inner)
+            for part in value if isinstance(value, tuple) else (value,):
+                if isinstance(part, Schedule):
+                    check_complete(part)
     return schedule
 
 
 @dataclass(frozen=True, repr=False)
 class Sequence(Schedule):
-    """Phases one after another; each restarts at its own step 0 where the previous one's length ends."""
+    """Phases one after another; each restarts at its own step 0 where the previous one's length
+    ends, except after an ``overlay(...)``, whose clock the next phase keeps."""
 
     kind = "sequence"
     phases: tuple[Schedule, ...]
@@ -89,54 +127,79 @@ class Sequence(Schedule):
             flat.extend(phase.phases if isinstance(phase, Sequence) else (phase,))
         for phase in flat[:-1]:
             if phase.length is None:
-                raise ValueError(f"phase {phase!r} has no length, so nothing can follow it; {_how_to_end(phase)}")
+                raise ValueError(
+                    f"phase {phase!r} has no length, so nothing can follow it; {_how_to_end(phase)} or put it last"
+                )
         setattr_frozen(self, "phases", tuple(flat))
+        starts, origins = self._timeline()
+        for index in range(1, len(flat)):
+            covered, length = starts[index] - origins[index], flat[index].length
+            if covered and length is not None and length <= covered:
+                raise ValueError(
+                    f"phase {flat[index]!r} lasts {length} steps, all under the overlay before it "
+                    f"({covered} steps); it must last longer"
+                )
+
+    def _timeline(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Where each phase begins, and where its own step 0 falls (earlier, after an overlay)."""
+        starts, origins = [0], [0]
+        for index, phase in enumerate(self.phases[:-1]):
+            end = origins[index] + phase.length  # type: ignore[operator]
+            starts.append(end)
+            origins.append(origins[index] if isinstance(phase, Overlay) else end)
+        return tuple(starts), tuple(origins)
 
     @property
     def starts(self) -> tuple[int, ...]:
         """The global step at which each phase begins."""
-        starts = [0]
-        for phase in self.phases[:-1]:
-            starts.append(starts[-1] + phase.length)  # type: ignore[operator]
-        return tuple(starts)
+        return self._timeline()[0]
+
+    @property
+    def origins(self) -> tuple[int, ...]:
+        """The global step at which each phase's own step 0 falls: its start, or after an overlay
+        the overlay's own step 0."""
+        return self._timeline()[1]
 
     @property
     def length(self) -> int | None:
         last = self.phases[-1].length
-        return None if last is None else self.starts[-1] + last
+        return None if last is None else self.origins[-1] + last
 
     def evaluate(self, t: Any, xp: Any) -> Any:
-        return self._suffix(0, t, xp)
+        return self._rest(0, t, xp, self._timeline())
 
-    def _suffix(self, index: int, t: Any, xp: Any) -> Any:
-        """Phases ``index`` onwards, at steps ``t`` counted from the start of phase ``index``."""
-        phase = self.phases[index]
+    def _rest(self, index: int, t: Any, xp: Any, timeline: tuple[tuple[int, ...], ...]) -> Any:
+        """Phases ``index`` onwards at global steps ``t``, none of them before phase ``index``'s own step 0."""
         if index == len(self.phases) - 1:
-            return self._phase(index, t, xp)
-        length = float(phase.length)  # type: ignore[arg-type]
-        head = self._phase(index, xp.minimum(t, length), xp)
-        tail = self._suffix(index + 1, xp.maximum(t - length, 0.0), xp)
-        return xp.where(t < length, head, tail)
+            return self._phase(index, t, xp, timeline)
+        end = float(timeline[0][index + 1])
+        head = self._phase(index, xp.minimum(t, end), xp, timeline)
+        tail = self._rest(index + 1, xp.maximum(t, end), xp, timeline)
+        return xp.where(t < end, head, tail)
 
-    def _phase(self, index: int, t: Any, xp: Any) -> Any:
+    def _phase(self, index: int, t: Any, xp: Any, timeline: tuple[tuple[int, ...], ...]) -> Any:
+        """Phase ``index`` at global steps ``t``, on its own clock; a warmup rises to the value the
+        phases after it have at their own step 0."""
+        origins = timeline[1]
         phase = self.phases[index]
-        if isinstance(phase, Warmup) and index + 1 < len(self.phases):
-            return phase.ramp(t, xp) * self._suffix(index + 1, t * 0.0, xp)
-        return phase.evaluate(t, xp)
+        inner = phase.schedule if isinstance(phase, Overlay) else phase
+        local = t - float(origins[index])
+        if isinstance(inner, Warmup) and index + 1 < len(self.phases):
+            target = self._rest(index + 1, t * 0.0 + float(origins[index + 1]), xp, timeline)
+            return inner.ramp(local, xp) * target
+        return inner.evaluate(local, xp)
 
     def __repr__(self) -> str:
         return " >> ".join(repr(phase) for phase in self.phases)
 
 
 def _how_to_end(phase: Schedule) -> str:
-    """How ``phase`` (or the schedule it wraps) gets a length, for kinds that can have one."""
-    while isinstance(getattr(phase, "schedule", None), Schedule):
-        phase = phase.schedule  # type: ignore[attr-defined]
-    names = {field.name for field in dataclasses.fields(phase)}  # type: ignore[arg-type]
-    for name in ("steps", "cycles"):
-        if name in names:
-            return f"give {phase.kind}(...) {name} or put it last"
-    return f"{phase.kind} has no length argument, so it can only be the last phase"
+    """How ``phase`` (or the schedule it wraps) gets a length: every open-ended kind takes ``steps``,
+    except ``cosine_restarts``, which ends after ``cycles``."""
+    while isinstance(phase, Sequence) or isinstance(getattr(phase, "schedule", None), Schedule):
+        phase = phase.phases[-1] if isinstance(phase, Sequence) else phase.schedule  # type: ignore[attr-defined]
+    name = "cycles" if phase.kind == "cosine_restarts" else "steps"
+    return f"give it one with {name}=N ({phase.kind}(..., {name}=N))"
 
 
 @dataclass(frozen=True, repr=False)

@@ -2,7 +2,8 @@
 
 Absolute values are ``start``, ``peak``, ``end``, ``min_lr``, ``max_lr``; durations end in
 ``_steps`` (``steps`` is a kind's own total); ratios say so (``decay_ratio``, ``peak_ratio``).
-Kinds with a total hold their final value after it.
+Kinds with a total hold their final value after it; the open-ended ones (a constant, the decays
+without an end, cyclic) take an optional ``steps`` that gives them one, so a phase can follow them.
 """
 
 from __future__ import annotations
@@ -37,8 +38,27 @@ def _progress(t: Any, steps: int, xp: Any) -> Any:
     return xp.minimum(xp.minimum(t, steps) / steps, 1.0)
 
 
+class OpenEnded:
+    """A kind that runs forever unless ``steps`` gives it a length: then a phase can follow it, and
+    alone it holds its value at ``steps`` after it, as every kind with a total does."""
+
+    steps: int | None
+
+    def validate_steps(self) -> None:
+        if self.steps is not None:
+            steps_field(self, "steps")
+
+    @property
+    def length(self) -> int | None:
+        return self.steps
+
+    def held(self, t: Any, xp: Any) -> Any:
+        """``t``, held at ``steps`` when there is one."""
+        return t if self.steps is None else xp.minimum(t, float(self.steps))
+
+
 @dataclass(frozen=True, repr=False)
-class Constant(Schedule):
+class Constant(OpenEnded, Schedule):
     """The same rate at every step; ``steps`` gives it a length inside a sequence."""
 
     kind = "constant"
@@ -48,19 +68,14 @@ class Constant(Schedule):
 
     def validate(self) -> None:
         float_field(self, "peak")
-        if self.steps is not None:
-            steps_field(self, "steps")
-
-    @property
-    def length(self) -> int | None:
-        return self.steps
+        self.validate_steps()
 
     def evaluate(self, t: Any, xp: Any) -> Any:
         return t * 0.0 + self.peak
 
 
 @dataclass(frozen=True, repr=False)
-class Exponential(Schedule):
+class Exponential(OpenEnded, Schedule):
     """``peak * decay_ratio ** (t / decay_steps)``; ``staircase`` floors the exponent (step decay)."""
 
     kind = "exponential"
@@ -68,6 +83,7 @@ class Exponential(Schedule):
     decay_ratio: float
     decay_steps: int = 1
     staircase: bool = False
+    steps: int | None = None
 
     def validate(self) -> None:
         float_field(self, "peak", checks.positive)
@@ -75,20 +91,23 @@ class Exponential(Schedule):
         steps_field(self, "decay_steps")
         if not isinstance(self.staircase, bool):
             raise TypeError(f"staircase must be True or False, got {self.staircase!r}")
+        self.validate_steps()
 
     def evaluate(self, t: Any, xp: Any) -> Any:
+        t = self.held(t, xp)
         exponent = floor_div(t, self.decay_steps, xp) if self.staircase else t / float(self.decay_steps)
         return self.peak * self.decay_ratio**exponent
 
 
 @dataclass(frozen=True, repr=False)
-class MultiStep(Schedule):
+class MultiStep(OpenEnded, Schedule):
     """Piecewise constant: ``peak`` times ``decay_ratio`` for every milestone reached."""
 
     kind = "multistep"
     peak: float
     milestones: tuple[int, ...]
     decay_ratio: float = 0.1
+    steps: int | None = None
 
     def validate(self) -> None:
         float_field(self, "peak", checks.positive)
@@ -99,8 +118,10 @@ class MultiStep(Schedule):
             raise ValueError(f"milestones must be strictly increasing, got {list(milestones)}")
         setattr_frozen(self, "milestones", milestones)
         setattr_frozen(self, "decay_ratio", checks.in_range("decay_ratio", self.decay_ratio, 0, 1, low_open=True))
+        self.validate_steps()
 
     def evaluate(self, t: Any, xp: Any) -> Any:
+        t = self.held(t, xp)
         reached = t * 0.0
         for milestone in self.milestones:
             reached = reached + xp.where(t >= float(milestone), 1.0, 0.0)
@@ -109,19 +130,25 @@ class MultiStep(Schedule):
 
 @dataclass(frozen=True, repr=False)
 class Cosine(Schedule):
-    """Half a cosine from ``peak`` to ``end`` over ``steps``, raised to ``exponent`` (optax's form)."""
+    """A cosine from ``peak`` down to ``end`` over ``steps``, raised to ``exponent`` (optax's form).
+
+    ``waves`` is how many whole cosine waves fit in ``steps`` (transformers' ``num_cycles``): the
+    default 0.5 is the one decay; 1 falls to ``end`` halfway and comes back up to ``peak``.
+    """
 
     kind = "cosine"
     peak: float
     steps: int
     end: float = 0.0
     exponent: float = 1.0
+    waves: float = 0.5
 
     def validate(self) -> None:
         float_field(self, "peak", checks.positive)
         steps_field(self, "steps")
         float_field(self, "end")
         float_field(self, "exponent", checks.positive)
+        float_field(self, "waves", checks.positive)
         _at_most(self, "end", "peak")
 
     @property
@@ -129,7 +156,8 @@ class Cosine(Schedule):
         return self.steps
 
     def evaluate(self, t: Any, xp: Any) -> Any:
-        shape = 0.5 * (1.0 + xp.cos(math.pi * _progress(t, self.steps, xp)))
+        angle = 2.0 * math.pi * self.waves  # pi for the default half wave, exactly
+        shape = 0.5 * (1.0 + xp.cos(angle * _progress(t, self.steps, xp)))
         return self.end + (self.peak - self.end) * shape**self.exponent
 
 
@@ -255,24 +283,27 @@ class OneMinusSqrt(Schedule):
 
 
 @dataclass(frozen=True, repr=False)
-class InverseSqrt(Schedule):
+class InverseSqrt(OpenEnded, Schedule):
     """``peak * sqrt(timescale_steps / (t + timescale_steps))``: ``peak`` at 0, halved at 3x the timescale."""
 
     kind = "inverse_sqrt"
     peak: float
     timescale_steps: int
+    steps: int | None = None
 
     def validate(self) -> None:
         float_field(self, "peak", checks.positive)
         steps_field(self, "timescale_steps")
+        self.validate_steps()
 
     def evaluate(self, t: Any, xp: Any) -> Any:
+        t = self.held(t, xp)
         timescale = float(self.timescale_steps)
         return self.peak * xp.sqrt(timescale / (t + timescale))
 
 
 @dataclass(frozen=True, repr=False)
-class InverseTime(Schedule):
+class InverseTime(OpenEnded, Schedule):
     """``peak / (1 + decay_rate * t / decay_steps)``, Keras' InverseTimeDecay; ``staircase`` floors
     ``t / decay_steps``. The rate is ``peak / 2`` after ``decay_steps / decay_rate`` steps."""
 
@@ -281,6 +312,7 @@ class InverseTime(Schedule):
     decay_rate: float
     decay_steps: int = 1
     staircase: bool = False
+    steps: int | None = None
 
     def validate(self) -> None:
         float_field(self, "peak", checks.positive)
@@ -288,8 +320,10 @@ class InverseTime(Schedule):
         steps_field(self, "decay_steps")
         if not isinstance(self.staircase, bool):
             raise TypeError(f"staircase must be True or False, got {self.staircase!r}")
+        self.validate_steps()
 
     def evaluate(self, t: Any, xp: Any) -> Any:
+        t = self.held(t, xp)
         progress = floor_div(t, self.decay_steps, xp) if self.staircase else t / float(self.decay_steps)
         return self.peak / (1.0 + self.decay_rate * progress)
 
@@ -298,7 +332,7 @@ CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
 
 
 @dataclass(frozen=True, repr=False)
-class Cyclic(Schedule):
+class Cyclic(OpenEnded, Schedule):
     """Cyclical LR (Smith 2017): up from ``min_lr`` to ``max_lr`` in ``up_steps``, down in ``down_steps``;
     ``triangular2`` halves the height each cycle, ``exp_range`` multiplies it by ``decay_ratio`` each step."""
 
@@ -309,6 +343,7 @@ class Cyclic(Schedule):
     down_steps: int | None = None
     mode: str = "triangular"
     decay_ratio: float = 1.0
+    steps: int | None = None
 
     def validate(self) -> None:
         float_field(self, "min_lr")
@@ -321,6 +356,7 @@ class Cyclic(Schedule):
         setattr_frozen(self, "decay_ratio", checks.in_range("decay_ratio", self.decay_ratio, 0, 1, low_open=True))
         if self.mode != "exp_range" and self.decay_ratio != 1.0:
             raise ValueError(f"decay_ratio only applies to mode='exp_range', got mode={self.mode!r}")
+        self.validate_steps()
 
     @property
     def period(self) -> int:
@@ -328,6 +364,7 @@ class Cyclic(Schedule):
 
     def evaluate(self, t: Any, xp: Any) -> Any:
         # PyTorch's CyclicLR formula: position x in [0, 1) within the cycle, rising until up_fraction
+        t = self.held(t, xp)
         period = float(self.period)
         up_fraction = self.up_steps / period
         cycle = 1.0 + floor_div(t, period, xp)

@@ -31,6 +31,7 @@ NAMES: dict[str, Callable[..., Schedule]] = {
         kinds.InverseTime,
         kinds.Cyclic,
         combinators.Warmup,
+        combinators.Overlay,
         combinators.Scale,
         combinators.Clip,
         combinators.Noise,
