@@ -120,8 +120,10 @@ FORMATS = ("csv", "jsonl", "json", "tensorboard")
 # an interval between logged rows this many times slower than the median one is a pause (an
 # evaluation, a checkpoint, the gap before a resumed run), not training
 PAUSE_RATIO = 4.0
-# a clock past this is Unix time in milliseconds: in seconds it would be the year 5138
-EPOCH_MILLISECONDS = 1e11
+# a clock past 1e11 is Unix time in a finer unit than seconds (in seconds it would be the year
+# 5138): milliseconds (JavaScript's Date.now), and each factor of 1000 past that the next unit
+# (Python's time.time_ns), as (smallest value, units in a second, its name), largest first
+EPOCH_UNITS = ((1e17, 1e9, "nanoseconds"), (1e14, 1e6, "microseconds"), (1e11, 1e3, "milliseconds"))
 
 Record = dict[str, float | None]
 
@@ -202,7 +204,9 @@ def read_log(
     ``path`` may be a folder holding a Lightning ``metrics.csv``, TensorBoard event files or
     Hugging Face checkpoints (the latest ``trainer_state.json`` is read). The
     keyword column names override detection (for CSV and JSON the key, for TensorBoard the tag);
-    ``time`` names the wall-clock column the seconds per step are measured on.
+    ``time`` names the wall-clock column the seconds per step are measured on; a log without it
+    that keeps its time elsewhere (an lrkit trace, TensorBoard, a trainer_state.json's
+    ``train_runtime``) is timed by that.
     """
     path = Path(path)
     if format is not None and format not in FORMATS:
@@ -576,6 +580,10 @@ def _build(
     if not table.rows:
         raise ValueError(f"{path}: no data rows")
     logged = table.columns()
+    if "time" in chosen and header and _normal(chosen["time"]) not in map(_normal, logged):
+        # a log that keeps its time outside its columns (an lrkit trace, TensorBoard, train_runtime)
+        # is timed by it, so that one --time can name the clock of the other logs read with it
+        chosen = {column: name for column, name in chosen.items() if column != "time"}
     found = _columns(path, logged, chosen)
     for name in found.values():  # text in a column not read (a note, a phase) is no matter
         if name in table.text:
@@ -684,9 +692,10 @@ def _timed(where: str, steps: np.ndarray, seconds: np.ndarray) -> dict[str, Any]
     back = np.flatnonzero(np.diff(seconds) < 0)
     if back.size:
         return {"time_problem": f"{where} goes back at step {int(steps[back[0] + 1])}"}
-    if seconds.size and seconds[0] > EPOCH_MILLISECONDS:
-        seconds = seconds / 1000.0  # Unix time in milliseconds (JavaScript's Date.now, many loggers)
-        where = f"{where} (in milliseconds)"
+    for smallest, per_second, unit in EPOCH_UNITS:
+        if seconds.size and seconds[0] > smallest:
+            seconds, where = seconds / per_second, f"{where} (in {unit})"
+            break
     last = np.ones(len(steps), dtype=bool)  # a step's time is the last logged at it
     last[:-1] = steps[1:] != steps[:-1]
     if last.sum() < 2:

@@ -60,7 +60,8 @@ class Overlay(Schedule):
     """A phase laid over the first steps of the phase after it instead of delaying it: in
     ``overlay(a) >> b``, ``b`` runs on the clock that starts with ``a``, so after ``a``'s steps it
     goes on from its own step ``a.length`` and ends where it would alone (timm's warmup with
-    ``warmup_prefix=False``). A warmup in it rises to ``b``'s step 0, as it would without it."""
+    ``warmup_prefix=False``). A warmup in it rises to ``b``'s step 0, as it would without it.
+    An overlay of an overlay is that overlay."""
 
     kind = "overlay"
     positional = 1
@@ -68,6 +69,9 @@ class Overlay(Schedule):
 
     def validate(self) -> None:
         inner = schedule_field(self, "schedule")
+        if isinstance(inner, Overlay):
+            inner = inner.schedule
+            setattr_frozen(self, "schedule", inner)
         if inner.length is None:
             raise ValueError(
                 f"schedule must have a length to lie over the next phase, got {inner!r}; {_how_to_end(inner)}"

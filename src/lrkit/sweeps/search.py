@@ -6,6 +6,7 @@ running the same sweep again resumes it, counting the trials already finished to
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import pickle
@@ -125,9 +126,10 @@ def default_study(objective: Objective) -> str:
     module, name = getattr(objective, "__module__", None), getattr(objective, "__qualname__", "")
     if not module or not name.isidentifier():  # lambdas, local functions, partials, instances
         return DEFAULT_STUDY
-    if module == "__main__":  # a script run directly: name it as --entry would, by its file
-        script = getattr(sys.modules["__main__"], "__file__", None)
-        module = Path(script).stem if script else module
+    if module == "__main__":  # name it as --entry would: ``python -m`` by its module, a script by its file
+        main = sys.modules["__main__"]
+        spec, script = getattr(main, "__spec__", None), getattr(main, "__file__", None)
+        module = spec.name if spec is not None else Path(script).stem if script else module
     return f"{module}:{name}"
 
 
@@ -401,5 +403,8 @@ def join_sweep(plan: Plan, deadline: float | None = None) -> None:
     """A helper worker process: join the plan's study and work until it is done or ``deadline``
     (the starting process's, a ``time.monotonic()`` value) has passed."""
     study = open_study(plan, create=False)
-    run_worker(study, _runner(plan), reclaim=_reclaimer(plan.spec), deadline=deadline)
+    # Ctrl-C reaches every process of the terminal: the starting one says so, and run_worker has
+    # queued the trial it stopped here to run again
+    with contextlib.suppress(KeyboardInterrupt):
+        run_worker(study, _runner(plan), reclaim=_reclaimer(plan.spec), deadline=deadline)
 
