@@ -57,6 +57,22 @@ class OpenEnded:
         return t if self.steps is None else xp.minimum(t, float(self.steps))
 
 
+class Decaying:
+    """A kind whose decay counts in periods of ``decay_steps``; ``staircase`` counts whole periods."""
+
+    decay_steps: int
+    staircase: bool
+
+    def validate_periods(self) -> None:
+        steps_field(self, "decay_steps")
+        if not isinstance(self.staircase, bool):
+            raise TypeError(f"staircase must be True or False, got {self.staircase!r}")
+
+    def periods(self, t: Any, xp: Any) -> Any:
+        """The periods of ``decay_steps`` in ``t``, floored with ``staircase``."""
+        return floor_div(t, self.decay_steps, xp) if self.staircase else t / float(self.decay_steps)
+
+
 @dataclass(frozen=True, repr=False)
 class Constant(OpenEnded, Schedule):
     """The same rate at every step; ``steps`` gives it a length inside a sequence."""
@@ -75,7 +91,7 @@ class Constant(OpenEnded, Schedule):
 
 
 @dataclass(frozen=True, repr=False)
-class Exponential(OpenEnded, Schedule):
+class Exponential(OpenEnded, Decaying, Schedule):
     """``peak * decay_ratio ** (t / decay_steps)``; ``staircase`` floors the exponent (step decay)."""
 
     kind = "exponential"
@@ -88,15 +104,11 @@ class Exponential(OpenEnded, Schedule):
     def validate(self) -> None:
         float_field(self, "peak", checks.positive)
         setattr_frozen(self, "decay_ratio", checks.in_range("decay_ratio", self.decay_ratio, 0, 1, low_open=True))
-        steps_field(self, "decay_steps")
-        if not isinstance(self.staircase, bool):
-            raise TypeError(f"staircase must be True or False, got {self.staircase!r}")
+        self.validate_periods()
         self.validate_steps()
 
     def evaluate(self, t: Any, xp: Any) -> Any:
-        t = self.held(t, xp)
-        exponent = floor_div(t, self.decay_steps, xp) if self.staircase else t / float(self.decay_steps)
-        return self.peak * self.decay_ratio**exponent
+        return self.peak * self.decay_ratio ** self.periods(self.held(t, xp), xp)
 
 
 @dataclass(frozen=True, repr=False)
@@ -303,7 +315,7 @@ class InverseSqrt(OpenEnded, Schedule):
 
 
 @dataclass(frozen=True, repr=False)
-class InverseTime(OpenEnded, Schedule):
+class InverseTime(OpenEnded, Decaying, Schedule):
     """``peak / (1 + decay_rate * t / decay_steps)``, Keras' InverseTimeDecay; ``staircase`` floors
     ``t / decay_steps``. The rate is ``peak / 2`` after ``decay_steps / decay_rate`` steps."""
 
@@ -317,15 +329,11 @@ class InverseTime(OpenEnded, Schedule):
     def validate(self) -> None:
         float_field(self, "peak", checks.positive)
         float_field(self, "decay_rate")
-        steps_field(self, "decay_steps")
-        if not isinstance(self.staircase, bool):
-            raise TypeError(f"staircase must be True or False, got {self.staircase!r}")
+        self.validate_periods()
         self.validate_steps()
 
     def evaluate(self, t: Any, xp: Any) -> Any:
-        t = self.held(t, xp)
-        progress = floor_div(t, self.decay_steps, xp) if self.staircase else t / float(self.decay_steps)
-        return self.peak / (1.0 + self.decay_rate * progress)
+        return self.peak / (1.0 + self.decay_rate * self.periods(self.held(t, xp), xp))
 
 
 CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
