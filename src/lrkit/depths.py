@@ -15,8 +15,9 @@ from fnmatch import fnmatchcase
 
 from lrkit import checks
 
-# a numbered block of a layer stack: encoder.layer.3, model.layers.3, transformer.h.3, encoder.block.3
-_BLOCK = re.compile(r"(?:^|\.)(?:layer|layers|block|blocks|resblocks|h)\.(\d+)(?=\.|$)")
+# a numbered block of a layer stack: encoder.layer.3, model.layers.3, transformer.h.3,
+# encoder.block.3, and torchvision's ResNet stages layer1..layer4 (timm's coarse grouping)
+_BLOCK = re.compile(r"(?:^|\.)(?:(?:layer|layers|block|blocks|resblocks|h)\.|layer)\d+(?=\.|$)")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ def assign_depths(
     depths: Mapping[str, int] | None = None,
     head: str | Sequence[str] | None = None,
     frozen: Collection[str] = (),
+    tied: Mapping[str, Collection[str]] | None = None,
 ) -> LayerDepths:
     """Depth of each parameter name (in registration order), 0 for the head.
 
@@ -48,7 +50,9 @@ def assign_depths(
     (``fnmatch``, first match wins) to depths instead. ``head`` names the head's parameters by
     pattern; the rest are ranked below it. ``frozen`` names (parameters left out of training) get
     no depth, but still count for the structure, so freezing the body does not move the head;
-    patterns must match, and ``depths`` must cover, the names not frozen.
+    patterns must match, and ``depths`` must cover, the names not frozen. ``tied`` gives the other
+    names of a shared parameter (GPT-2's ``lm_head.weight`` for ``transformer.wte.weight``) by the
+    name it is listed under: a pattern matching any of them matches it.
     """
     names = list(names)
     if not names:
@@ -58,17 +62,20 @@ def assign_depths(
         raise ValueError(f"frozen must leave at least one of names, got all {len(names)} frozen")
     if depths is not None and head is not None:
         raise ValueError("give head or depths, not both: with depths, depth 0 is the head")
+    tied = tied or {}
     if depths is not None:
-        return _from_patterns(trained, depths)
+        return _from_patterns(trained, depths, tied)
     if head is None:
         return _restricted(_automatic(names), trained)
-    matching("head", trained, head)  # each pattern must name a parameter to train
-    return _restricted(_with_head(names, head), trained)
+    matching("head", trained, head, tied)  # each pattern must name a parameter to train
+    return _restricted(_with_head(names, head, tied), trained)
 
 
-def _with_head(names: list[str], head: str | Sequence[str]) -> LayerDepths:
+def _with_head(
+    names: list[str], head: str | Sequence[str], tied: Mapping[str, Collection[str]]
+) -> LayerDepths:
     """Depth 0 for the names ``head`` matches, the rest ranked below it."""
-    in_head = matching("head", names, head)
+    in_head = matching("head", names, head, tied)
     rest = [name for name in names if name not in in_head]
     depth = dict.fromkeys(in_head, 0)
     labels = {0: ", ".join(_patterns("head", head))}
@@ -91,12 +98,18 @@ def _restricted(layering: LayerDepths, names: list[str]) -> LayerDepths:
     )
 
 
-def matching(argument: str, names: Sequence[str], value: str | Sequence[str]) -> set[str]:
-    """The names any of the glob patterns in ``value`` matches; a pattern matching none is an error."""
+def matching(
+    argument: str,
+    names: Sequence[str],
+    value: str | Sequence[str],
+    tied: Mapping[str, Collection[str]] | None = None,
+) -> set[str]:
+    """The names any of the glob patterns in ``value`` matches, directly or through another name of
+    the same parameter in ``tied``; a pattern matching none is an error."""
     patterns = _patterns(argument, value)
     matched: set[str] = set()
     for pattern in patterns:
-        hits = {name for name in names if fnmatchcase(name, pattern)}
+        hits = {name for name in names if _matches(name, pattern, tied or {})}
         if not hits:
             raise ValueError(
                 f"{argument} pattern {pattern!r} matches no trainable parameter; "
@@ -104,6 +117,10 @@ def matching(argument: str, names: Sequence[str], value: str | Sequence[str]) ->
             )
         matched |= hits
     return matched
+
+
+def _matches(name: str, pattern: str, tied: Mapping[str, Collection[str]]) -> bool:
+    return any(fnmatchcase(alias, pattern) for alias in (name, *tied.get(name, ())))
 
 
 def _patterns(argument: str, value: str | Sequence[str]) -> list[str]:
@@ -126,7 +143,9 @@ def _examples(names: list[str]) -> str:
     return f"{shown}, ... ({len(names)} in all)" if len(names) > 3 else shown
 
 
-def _from_patterns(names: list[str], depths: Mapping[str, int]) -> LayerDepths:
+def _from_patterns(
+    names: list[str], depths: Mapping[str, int], tied: Mapping[str, Collection[str]]
+) -> LayerDepths:
     if not isinstance(depths, Mapping):
         raise TypeError(f"depths must be a mapping from name pattern to depth, got {depths!r}")
     patterns = _patterns("depths", list(depths))
@@ -134,10 +153,10 @@ def _from_patterns(names: list[str], depths: Mapping[str, int]) -> LayerDepths:
         pattern: checks.integer(f"depths[{pattern!r}]", depths[pattern], minimum=0)
         for pattern in patterns
     }
-    matching("depths", names, patterns)
+    matching("depths", names, patterns, tied)
     depth: dict[str, int] = {}
     for name in names:
-        pattern = next((pattern for pattern in patterns if fnmatchcase(name, pattern)), None)
+        pattern = next((pattern for pattern in patterns if _matches(name, pattern, tied)), None)
         if pattern is None:
             raise ValueError(
                 f"depths: parameter {name!r} matches no pattern in {patterns!r}; "
@@ -159,7 +178,7 @@ def _automatic(names: list[str]) -> LayerDepths:
 
 def _block_of(name: str) -> str | None:
     found = _BLOCK.search(name)
-    return None if found is None else name[: found.end(1)]
+    return None if found is None else name[: found.end()]
 
 
 def _stack(names: list[str], blocks: list[str | None]) -> LayerDepths:
@@ -185,7 +204,7 @@ def _stack(names: list[str], blocks: list[str | None]) -> LayerDepths:
     labels = {}
     for level, members in groups.items():
         labels[top - level] = (
-            order[level - 1] if 1 <= level <= len(order) else _common_label(members)
+            order[level - 1] if 1 <= level <= len(order) else _common_label(members, names)
         )
     return _compact(names, depth, labels, "stack")
 
@@ -220,15 +239,30 @@ def _compact(
     )
 
 
-def _common_label(names: list[str]) -> str:
-    """The deepest module path all names share, else their distinct top-level modules."""
-    parts = [name.split(".")[:-1] for name in names]
-    shared: list[str] = []
-    for components in zip(*parts, strict=False):
-        if len(set(components)) > 1:
-            break
-        shared.append(components[0])
-    if shared:
-        return ".".join(shared)
-    tops = list(dict.fromkeys(name.split(".")[0] for name in names))
-    return ", ".join(tops[:3]) + (", ..." if len(tops) > 3 else "")
+def _common_label(members: list[str], names: list[str]) -> str:
+    """The modules that hold all of ``members`` and no other of ``names``, each named as deep as
+    its members share: BERT's head is "bert.pooler.dense, classifier", not "bert, classifier"."""
+    held = set(members)
+    others = [name.split(".") for name in names if name not in held]
+    holders = _holders([name.split(".") for name in members], others, ())
+    return ", ".join(holders[:3]) + (", ..." if len(holders) > 3 else "")
+
+
+def _holders(
+    members: list[list[str]], others: list[list[str]], prefix: tuple[str, ...]
+) -> list[str]:
+    """Module paths (under ``prefix``) holding every member and none of the others."""
+    holders = []
+    for top in dict.fromkeys(parts[0] for parts in members):
+        inside = [parts[1:] for parts in members if parts[0] == top]
+        outside = [parts[1:] for parts in others if parts[0] == top]
+        if outside:
+            holders += _holders(inside, outside, (*prefix, top))
+            continue
+        shared: list[str] = []  # the deepest module path the members under top share
+        for components in zip(*(parts[:-1] for parts in inside), strict=False):
+            if len(set(components)) > 1:
+                break
+            shared.append(components[0])
+        holders.append(".".join((*prefix, top, *shared)))
+    return holders

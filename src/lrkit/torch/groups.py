@@ -37,9 +37,12 @@ def param_groups(
     ``lr * layer_decay**d`` (``layer_decay=None`` keeps one LR). Depths are found from the names of
     all parameters, frozen ones included, so freezing moves no depth; frozen parameters are then
     left out (see ``lrkit.depths.assign_depths``). ``head`` names the head by glob pattern,
-    ``depths`` maps glob patterns to depths instead. Biases (names ending in ``bias``), 1-D
-    parameters, parameters of normalization modules and names matching ``no_decay`` get
-    ``weight_decay=0``; the others get ``weight_decay``, or the optimizer's default if ``None``.
+    ``depths`` maps glob patterns to depths instead; a tied parameter (GPT-2's ``lm_head.weight``
+    is ``transformer.wte.weight``) is listed once, under its first name, and a pattern may name it
+    by either. Biases (names ending in ``bias``), 1-D parameters, parameters of normalization
+    modules, those a module's ``no_weight_decay()`` names (timm's hook) and names matching
+    ``no_decay`` get ``weight_decay=0``; the others get ``weight_decay``, or the optimizer's
+    default if ``None``.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -56,14 +59,16 @@ def param_groups(
     named = [(name, param) for name, param in everything if param.requires_grad]
     if not named:
         raise ValueError("model has no trainable parameters (every one has requires_grad=False)")
+    tied = _tied(model)
     # depths follow the whole model, so freezing part of it moves no other part (as in timm)
     layering = assign_depths(
         [name for name, _ in everything],
         depths=depths,
         head=head,
         frozen={name for name, param in everything if not param.requires_grad},
+        tied=tied,
     )
-    undecayed = _undecayed(model, named, no_decay)
+    undecayed = _undecayed(model, named, no_decay, tied)
 
     groups: dict[tuple[int, bool], dict[str, Any]] = {}
     for name, param in named:
@@ -85,13 +90,32 @@ def param_groups(
     return [groups[key] for key in sorted(groups, key=lambda key: (key[0], not key[1]))]
 
 
-def _undecayed(
-    model: nn.Module, named: list[tuple[str, nn.Parameter]], no_decay: str | Sequence[str] | None
-) -> set[str]:
-    """Names of biases, 1-D parameters, normalization modules' parameters and ``no_decay`` matches.
+def _tied(model: nn.Module) -> dict[str, list[str]]:
+    """The other names of each shared parameter (GPT-2's ``lm_head.weight`` is
+    ``transformer.wte.weight``), by the one name ``named_parameters`` lists it under."""
+    first: dict[int, str] = {}
+    tied: dict[str, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in first:
+            tied.setdefault(first[id(param)], []).append(name)
+        else:
+            first[id(param)] = name
+    return tied
 
-    timm's rule (``ndim <= 1`` or a bias) joined with Hugging Face's (every parameter of a norm
-    module), so a norm over several dimensions, whose weight is 2-D, is not decayed either.
+
+def _undecayed(
+    model: nn.Module,
+    named: list[tuple[str, nn.Parameter]],
+    no_decay: str | Sequence[str] | None,
+    tied: Mapping[str, list[str]],
+) -> set[str]:
+    """Names of biases, 1-D parameters, normalization modules' parameters, the parameters a
+    module's ``no_weight_decay()`` lists, and ``no_decay`` matches.
+
+    timm's rule (``ndim <= 1``, a bias, or named by a module's ``no_weight_decay()`` hook, as
+    timm's ViT does its ``pos_embed`` and ``cls_token``) joined with Hugging Face's (every
+    parameter of a norm module), so a norm over several dimensions, whose weight is 2-D, is not
+    decayed either.
     """
     in_norms = {
         f"{module_name}.{name}" if module_name else name
@@ -99,13 +123,19 @@ def _undecayed(
         if _is_norm(module)
         for name, _ in module.named_parameters(recurse=False)
     }
+    listed = {
+        f"{module_name}.{name}" if module_name else name
+        for module_name, module in model.named_modules()
+        if callable(getattr(module, "no_weight_decay", None))
+        for name in module.no_weight_decay()
+    }
     skipped = {
         name
         for name, param in named
-        if name.endswith("bias") or param.ndim <= 1 or name in in_norms
+        if name.endswith("bias") or param.ndim <= 1 or name in in_norms or name in listed
     }
     if no_decay is not None:
-        skipped |= matching("no_decay", [name for name, _ in named], no_decay)
+        skipped |= matching("no_decay", [name for name, _ in named], no_decay, tied)
     return skipped
 
 
