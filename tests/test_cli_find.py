@@ -148,7 +148,7 @@ def test_an_error_in_the_users_code_keeps_its_traceback_and_exits_1(tmp_path: Pa
             ["find", "--task", "cancer-logreg", "--min-lr", "1", "--max-lr", "0.1"],
             "--min-lr must be < --max-lr, got --min-lr=1.0 >= --max-lr=0.1",
         ),
-        (["find", "--task", "cancer-logreg", "--budget", "0"], "budget must be in (0, 1]"),
+        (["find", "--task", "cancer-logreg", "--budget", "0"], "Invalid value for '--budget': 0.0 is not in the range 0<x<=1"),
         (["find", "--entry", "nocolon"], "--entry must look like module:function, got 'nocolon'"),
         (["find", "--entry", "no_such_module_xyz:make"], "cannot import 'no_such_module_xyz'"),
         (["find", "--entry", "my_setup:missing"], "my_setup has no function 'missing'"),

@@ -86,10 +86,13 @@ _LIBRARY_ROOTS = tuple(
 
 def _user_code(error: BaseException) -> str | None:
     """The deepest file of the traceback outside lrkit, the standard library and installed
-    packages (the user's own code), or None when the error never passed through such a file."""
+    packages (the user's own code), or None when the error never passed through such a file.
+
+    A relative name is a compiled extension's source (Cython names ``numpy/random/_mt19937.pyx``),
+    never a module of the user's: those are imported by absolute path."""
     found = None
     for frame in traceback.extract_tb(error.__traceback__):
-        if frame.filename.startswith("<"):
+        if frame.filename.startswith("<") or not os.path.isabs(frame.filename):
             continue
         path = Path(frame.filename).resolve()
         if not any(path.is_relative_to(root) for root in _LIBRARY_ROOTS):

@@ -18,7 +18,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from lrkit.cli.output import writable_folder
+from lrkit.cli.options import seed_option
+from lrkit.cli.output import live, writable_folder
 from lrkit.demo import DemoResult, run_demo
 from lrkit.files import atomic_write_text
 from lrkit.plots import plot_traces, save_figure
@@ -40,9 +41,7 @@ def _lr_list(ctx: click.Context, param: click.Parameter, value: str | None) -> l
 
 @click.command()
 @click.option("--task", default="digits-mlp", show_default=True, help="Built-in task (see `lrkit tasks`).")
-@click.option(
-    "--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1), help="Seed for weights and data order."
-)
+@seed_option("Seed for weights and data order.")
 @click.option(
     "--lrs",
     default=None,
@@ -57,9 +56,10 @@ def command(task: str, seed: int, lrs: list[float] | None, out: str, find: bool)
     task_spec = get_task(task)
     folder = writable_folder(out)
     console = Console(width=max(Console().width, 110))
+    bars_console = Console(stderr=True)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=True,
+        console=bars_console, transient=True, disable=not live(bars_console),
     ) as progress:
         if find:
             progress.add_task("range test", total=None)

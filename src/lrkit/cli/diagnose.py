@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from lrkit.cli.output import figure_file
+from lrkit.cli.options import json_option
+from lrkit.cli.output import figure_file, print_json, stdout_to_stderr
 from lrkit.diagnosis import diagnose
 from lrkit.logs import FORMATS, read_log
 
 
 @click.command()
 @click.argument("logfile", type=click.Path(exists=True, dir_okay=True, path_type=str))
-@click.option("--json", "as_json", is_flag=True, help="Print the diagnosis as one JSON object.")
+@json_option("the diagnosis")
 @click.option(
     "--plot",
     "plot_path",
@@ -26,10 +25,10 @@ from lrkit.logs import FORMATS, read_log
     type=click.Choice(FORMATS),
     help="Log format (default: from name and content).",
 )
-@click.option("--step", "step_column", help="Column (or TensorBoard tag) holding the step.")
-@click.option("--loss", "loss_column", help="Column holding the training loss.")
-@click.option("--lr", "lr_column", help="Column holding the learning rate.")
-@click.option("--val-loss", "val_column", help="Column holding the validation loss.")
+@click.option("--step", "step_column", help="Column (or TensorBoard tag) holding the step (default: found by name).")
+@click.option("--loss", "loss_column", help="Column holding the training loss (default: found by name).")
+@click.option("--lr", "lr_column", help="Column holding the learning rate (default: found by name).")
+@click.option("--val-loss", "val_column", help="Column holding the validation loss (default: found by name).")
 def command(
     logfile: str,
     as_json: bool,
@@ -43,26 +42,25 @@ def command(
     """Diagnose the learning rate from a training log (CSV, JSON lines, TensorBoard, Lightning)."""
     if plot_path:
         figure_file(plot_path)
-    trace = read_log(
-        logfile,
-        format=log_format,
-        step=step_column,
-        loss=loss_column,
-        lr=lr_column,
-        val_loss=val_column,
-    )
-    try:
-        result = diagnose(trace)
-    except ValueError as error:
-        raise ValueError(f"{trace.meta.get('source', logfile)}: {error}") from None
-    if plot_path:
-        from lrkit.plots import save_figure
-
-        save_figure(result.plot(), plot_path)
-    if as_json:
-        click.echo(
-            json.dumps({"file": trace.meta.get("source", logfile), **result.to_dict()}, indent=2)
+    with stdout_to_stderr(as_json):
+        trace = read_log(
+            logfile,
+            format=log_format,
+            step=step_column,
+            loss=loss_column,
+            lr=lr_column,
+            val_loss=val_column,
         )
+        try:
+            result = diagnose(trace)
+        except ValueError as error:
+            raise ValueError(f"{trace.meta.get('source', logfile)}: {error}") from None
+        if plot_path:
+            from lrkit.plots import save_figure
+
+            save_figure(result.plot(), plot_path)
+    if as_json:
+        print_json({"file": trace.meta.get("source", logfile), **result.to_dict(), "files": {"plot": plot_path}})
         return
     click.echo(f"{result.verdict} (confidence {result.confidence:.2f})")
     for reason in result.reasons:

@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from lrkit.cli.entry import load_function
-from lrkit.cli.output import writable_folder
+from lrkit.cli.options import json_option, seed_option
+from lrkit.cli.output import print_json, stdout_to_stderr, writable_folder
 from lrkit.report import write_report
 from lrkit.torch.finder import FinderResult, find_lr, find_task_lr
 
@@ -63,22 +64,30 @@ def _lightning_data(data: Any, lightning: Any) -> dict[str, Any]:
     help=f"module:function returning {ENTRY_RETURNS}.",
 )
 @click.option(
-    "--min-lr", default=1e-7, show_default=True, type=float, help="Lowest LR of the sweep."
+    "--min-lr",
+    default=1e-7,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Lowest LR of the sweep.",
 )
 @click.option(
-    "--max-lr", default=10.0, show_default=True, type=float, help="Highest LR of the sweep."
+    "--max-lr",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Highest LR of the sweep.",
 )
 @click.option(
     "--steps",
     default=None,
-    type=int,
+    type=click.IntRange(min=2),
     help="Optimizer steps [default: 100, or --budget of a task's run].",
 )
 @click.option(
     "--budget",
     default=0.1,
     show_default=True,
-    type=float,
+    type=click.FloatRange(0, 1, min_open=True),
     help="With --task: fraction of a full run.",
 )
 @click.option(
@@ -86,8 +95,9 @@ def _lightning_data(data: Any, lightning: Any) -> dict[str, Any]:
     default="exponential",
     show_default=True,
     type=click.Choice(["exponential", "linear"]),
+    help="How the LR rises: evenly in log LR, or in LR.",
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the test.")
+@seed_option("Seed of the test.")
 @click.option(
     "--out",
     default="lrkit-find",
@@ -95,6 +105,7 @@ def _lightning_data(data: Any, lightning: Any) -> dict[str, Any]:
     type=click.Path(file_okay=False),
     help="Output folder.",
 )
+@json_option("the suggestion")
 def command(
     task: str | None,
     entry: str | None,
@@ -105,6 +116,7 @@ def command(
     sweep: str,
     seed: int,
     out: str,
+    as_json: bool,
 ) -> None:
     """Sweep the LR upwards, suggest the rate to train with, write range_test.png and range_test.csv."""
     if (task is None) == (entry is None):
@@ -113,20 +125,40 @@ def command(
     options: dict[str, Any] = {"min_lr": min_lr, "max_lr": max_lr, "sweep": sweep, "seed": seed}
     if steps is not None:
         options["steps"] = steps
-    console = Console(width=max(Console().width, 100))
-    with console.status("running the LR range test..."):
-        if task is not None:
-            result = find_task_lr(task, budget=budget, **options)
-        else:
-            result = find_entry_lr(entry, **options)
-    console.print(summary(result, task or entry))
-    png, csv_path = folder / "range_test.png", folder / "range_test.csv"
-    result.plot(path=png)
-    result.trace.save(csv_path)
-    html = write_report(
-        folder / "range_test.html", finder=result, title=f"lrkit find: {task or entry}"
-    )
-    console.print(f"wrote {png}, {csv_path} and {html}")
+    name = task or entry
+    files = {"plot": folder / "range_test.png", "csv": folder / "range_test.csv", "report": folder / "range_test.html"}
+    with stdout_to_stderr(as_json):
+        console = Console(width=max(Console().width, 100))
+        with console.status("running the LR range test..."):
+            if task is not None:
+                result = find_task_lr(task, budget=budget, **options)
+            else:
+                result = find_entry_lr(entry, **options)
+        if not as_json:
+            console.print(summary(result, name))
+        result.plot(path=files["plot"])
+        result.trace.save(files["csv"])
+        write_report(files["report"], finder=result, title=f"lrkit find: {name}")
+        console.print(f"wrote {files['plot']}, {files['csv']} and {files['report']}")
+    if as_json:
+        print_json({"task": task, "entry": entry, **result_fields(result), "files": files})
+
+
+def result_fields(result: FinderResult) -> dict[str, Any]:
+    """The result as ``--json`` prints it (docs/finder.md lists the keys)."""
+    full = result.meta.get("full_run_steps")
+    return {
+        "lr": result.lr,
+        "range": result.range,
+        "max_stable_lr": result.max_stable_lr,
+        "group_lrs": result.group_lrs,
+        "reason": result.reason,
+        "evidence": dict(result.evidence),
+        "steps": result.steps,
+        "stopped": result.stopped,
+        "full_run_steps": full,
+        "full_run_fraction": result.steps / full if full else None,
+    }
 
 
 def summary(result: FinderResult, name: str) -> Table:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import click
 
 from lrkit.cli import diagnose
-from lrkit.cli.output import writable_file
-from lrkit.cost import seconds_per_step
+from lrkit.cli.options import json_option
+from lrkit.cli.output import print_json, stdout_to_stderr, writable_file
+from lrkit.cost import CostComparison, seconds_per_step
 from lrkit.logs import read_log
 from lrkit.report.document import NOT_RISING, is_range_test
 from lrkit.trace import Trace
@@ -53,6 +56,7 @@ def _read(path: str, columns: dict[str, str | None]) -> Trace:
     help="Column holding the wall-clock time (seconds or ISO-8601), to time the steps (default: found by name).",
 )
 @click.option("--title", default="lrkit report", show_default=True, help="Title of the page.")
+@json_option("the files read and, with --baseline, the cost figures")
 def command(
     traces: tuple[str, ...],
     out: str,
@@ -62,6 +66,7 @@ def command(
     target_loss: float | None,
     price_per_gpu_hour: float | None,
     title: str,
+    as_json: bool,
     **columns: str | None,
 ) -> None:
     """Write an HTML report from TRACES (lrkit traces or logs): range test, curves, diagnosis, cost.
@@ -76,44 +81,76 @@ def command(
     for option, value in (("--target-loss", target_loss), ("--price-per-gpu-hour", price_per_gpu_hour)):
         if value is not None and baseline is None:
             raise click.UsageError(f"{option} needs --baseline, the run to compare the chosen one with")
-    read = [(path, _read(path, columns)) for path in traces]
-    found = [trace for _, trace in read if trace.meta.get("kind") == "range_test"]
-    if finder is not None:
-        finder_trace = _read(finder, columns)
-        if not is_range_test(finder_trace):
-            raise click.UsageError(f"--finder {finder!r} is not a range test: {NOT_RISING}")
-    elif len(found) > 1:
-        raise click.UsageError(f"{len(found)} range-test traces given; name the one to show with --finder")
-    else:
-        finder_trace = found[0] if found else None
-    runs = [(path, trace) for path, trace in read if trace.meta.get("kind") != "range_test"]
-    baseline_trace = None if baseline is None else _read(baseline, columns)
-    path = write_report(
-        out,
-        runs=[trace for _, trace in runs],
-        finder=finder_trace,
-        schedule=schedule,
-        baseline=baseline_trace,
-        target_loss=target_loss,
-        price_per_gpu_hour=price_per_gpu_hour,
-        title=title,
-    )
-    click.echo(f"wrote {path}")
-    if baseline_trace is not None and runs:
-        from lrkit.report.document import compare_runs, cost_sentence, rate_note
+    with stdout_to_stderr(as_json):
+        read = [(path, _read(path, columns)) for path in traces]
+        found = [(path, trace) for path, trace in read if trace.meta.get("kind") == "range_test"]
+        if finder is not None:
+            finder_trace = _read(finder, columns)
+            if not is_range_test(finder_trace):
+                raise click.UsageError(f"--finder {finder!r} is not a range test: {NOT_RISING}")
+        elif len(found) > 1:
+            raise click.UsageError(f"{len(found)} range-test traces given; name the one to show with --finder")
+        else:
+            finder, finder_trace = found[0] if found else (None, None)
+        runs = [(path, trace) for path, trace in read if trace.meta.get("kind") != "range_test"]
+        baseline_trace = None if baseline is None else _read(baseline, columns)
+        path = write_report(
+            out,
+            runs=[trace for _, trace in runs],
+            finder=finder_trace,
+            schedule=schedule,
+            baseline=baseline_trace,
+            target_loss=target_loss,
+            price_per_gpu_hour=price_per_gpu_hour,
+            title=title,
+        )
+        click.echo(f"wrote {path}")
+        comparison = None
+        if baseline_trace is not None and runs:
+            from lrkit.report.document import compare_runs, cost_sentence, rate_note
 
-        comparison = compare_runs(runs[0][1], baseline_trace, finder_trace, target_loss, price_per_gpu_hour)
-        click.echo(cost_sentence(comparison, runs[0][0], baseline))  # the report's cost line, here too
-        note = rate_note(comparison, runs[0][0], baseline)
-        if note is not None:
-            click.echo(note)  # the step times it is counted with, and where they came from
-    if price_per_gpu_hour is not None:
-        untimed = [(name, trace) for name, trace in (*runs[:1], (baseline, baseline_trace)) if seconds_per_step(trace) is None]
-        if untimed:
-            from lrkit.report.document import TIME_SOURCES, time_problems
+            comparison = compare_runs(runs[0][1], baseline_trace, finder_trace, target_loss, price_per_gpu_hour)
+            if not as_json:
+                click.echo(cost_sentence(comparison, runs[0][0], baseline))  # the report's cost line, here too
+                note = rate_note(comparison, runs[0][0], baseline)
+                if note is not None:
+                    click.echo(note)  # the step times it is counted with, and where they came from
+        if price_per_gpu_hour is not None:
+            untimed = [(name, trace) for name, trace in (*runs[:1], (baseline, baseline_trace)) if seconds_per_step(trace) is None]
+            if untimed:
+                from lrkit.report.document import TIME_SOURCES, time_problems
 
-            click.echo(
-                f"lrkit: note: no money saved shown: {' and '.join(name for name, _ in untimed)} recorded no time "
-                f"({TIME_SOURCES}){time_problems(untimed)}",
-                err=True,
-            )
+                click.echo(
+                    f"lrkit: note: no money saved shown: {' and '.join(name for name, _ in untimed)} recorded no time "
+                    f"({TIME_SOURCES}){time_problems(untimed)}",
+                    err=True,
+                )
+    if as_json:
+        print_json(
+            {
+                "runs": [name for name, _ in runs],
+                "finder": finder,
+                "baseline": baseline,
+                "cost": None if comparison is None else cost_fields(comparison),
+                "files": {"report": path},
+            }
+        )
+
+
+def cost_fields(c: CostComparison) -> dict[str, Any]:
+    """The cost comparison as ``--json`` prints it (docs/report.md lists the keys)."""
+    return {
+        "target_loss": c.target_loss,
+        "chosen": {**asdict(c.chosen), "seconds": c.chosen.seconds},
+        "baseline": {**asdict(c.baseline), "seconds": c.baseline.seconds},
+        "search_steps": c.search_steps,
+        "chosen_total_steps": c.chosen_total_steps,
+        "baseline_steps": c.baseline_steps,
+        "at_least": c.at_least,
+        "steps_saved": c.steps_saved,
+        "speedup": c.speedup,
+        "seconds_saved": c.seconds_saved,
+        "gpu_hours_saved": c.gpu_hours_saved,
+        "price_per_gpu_hour": c.price_per_gpu_hour,
+        "money_saved": c.money_saved,
+    }

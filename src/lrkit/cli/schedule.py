@@ -9,7 +9,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from lrkit.cli.output import figure_file, writable_file
+from lrkit.cli.options import json_option
+from lrkit.cli.output import figure_file, print_json, stdout_to_stderr, writable_file
 from lrkit.files import atomic_write_text
 from lrkit.schedules import parse, phase_starts
 
@@ -19,8 +20,9 @@ from lrkit.schedules import parse, phase_starts
 @click.option("--steps", type=click.IntRange(min=1), required=True, help="How many steps to evaluate (0 .. N-1).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the curve as an image (.png, .pdf, .svg, ...).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Write step,lr rows.")
-def command(spec: str, steps: int, plot_path: Path | None, csv_path: Path | None) -> None:
-    """Show the schedule SPEC, e.g. 'warmup(500) >> cosine(peak=3e-4, steps=9500)'."""
+@json_option("the key values")
+def command(spec: str, steps: int, plot_path: Path | None, csv_path: Path | None, as_json: bool) -> None:
+    """Show the key values of the schedule SPEC, such as 'warmup(500) >> cosine(peak=3e-4, steps=9500)'."""
     schedule = parse(spec)
     if csv_path is not None:
         writable_file(csv_path, "--csv")
@@ -28,24 +30,36 @@ def command(spec: str, steps: int, plot_path: Path | None, csv_path: Path | None
         figure_file(plot_path)
     grid = np.arange(steps)
     lrs = schedule(grid)
-    console = Console()
-    console.print(repr(schedule), markup=False, highlight=False, soft_wrap=True)
-    table = Table()
-    for header in ("", "step", "lr"):
-        table.add_column(header)
-    rows = [("first", 0), ("peak", int(np.argmax(lrs))), ("minimum", int(np.argmin(lrs))), ("last", steps - 1)]
-    starts = phase_starts(schedule)
-    rows += [(f"phase {index + 1} starts", start) for index, start in enumerate(starts) if 0 < start < steps]
-    for label, step in rows:
-        table.add_row(label, str(step), f"{lrs[step]:.6g}")
-    console.print(table)
-    if csv_path is not None:
-        text = "step,lr\n" + "".join(f"{step},{lr!r}\n" for step, lr in zip(grid.tolist(), lrs.tolist(), strict=True))
-        atomic_write_text(csv_path, text)
-        click.echo(f"wrote {csv_path}")
-    if plot_path is not None:
-        from lrkit.plots.curves import save_figure
-        from lrkit.plots.schedule import plot_schedule
+    points = {"first": 0, "peak": int(np.argmax(lrs)), "minimum": int(np.argmin(lrs)), "last": steps - 1}
+    phases = [(index + 1, start) for index, start in enumerate(phase_starts(schedule)) if start < steps]
+    with stdout_to_stderr(as_json):
+        if not as_json:
+            console = Console()
+            console.print(repr(schedule), markup=False, highlight=False, soft_wrap=True)
+            table = Table()
+            for header in ("", "step", "lr"):
+                table.add_column(header)
+            rows = [*points.items(), *((f"phase {phase} starts", start) for phase, start in phases if start > 0)]
+            for label, step in rows:
+                table.add_row(label, str(step), f"{lrs[step]:.6g}")
+            console.print(table)
+        if csv_path is not None:
+            text = "step,lr\n" + "".join(f"{step},{lr!r}\n" for step, lr in zip(grid.tolist(), lrs.tolist(), strict=True))
+            atomic_write_text(csv_path, text)
+            click.echo(f"wrote {csv_path}")
+        if plot_path is not None:
+            from lrkit.plots.curves import save_figure
+            from lrkit.plots.schedule import plot_schedule
 
-        save_figure(plot_schedule(schedule, steps), plot_path)
-        click.echo(f"wrote {plot_path}")
+            save_figure(plot_schedule(schedule, steps), plot_path)
+            click.echo(f"wrote {plot_path}")
+    if as_json:
+        print_json(
+            {
+                "spec": repr(schedule),
+                "steps": steps,
+                **{label: {"step": step, "lr": float(lrs[step])} for label, step in points.items()},
+                "phases": [{"phase": phase, "step": start, "lr": float(lrs[start])} for phase, start in phases],
+                "files": {"csv": csv_path, "plot": plot_path},
+            }
+        )

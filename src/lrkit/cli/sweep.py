@@ -10,13 +10,15 @@ from __future__ import annotations
 import decimal
 import math
 import re
+from dataclasses import asdict
 from decimal import Decimal
 from pathlib import Path
 
 import click
 
 from lrkit.cli.entry import load_function
-from lrkit.cli.output import writable_file, writable_folder
+from lrkit.cli.options import json_option, seed_option
+from lrkit.cli.output import live, print_json, stdout_to_stderr, writable_file, writable_folder
 
 PRUNER_CHOICES = ("hyperband", "successive_halving", "median", "none")
 UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}  # seconds in each, largest first
@@ -79,17 +81,18 @@ class Duration(click.ParamType):
 @click.option("--min-lr", type=click.FloatRange(min=0, min_open=True), help="Lowest LR (default: from the optimizer family).")
 @click.option("--max-lr", type=click.FloatRange(min=0, min_open=True), help="Highest LR (default: from the optimizer family).")
 @click.option("--trials", type=click.IntRange(min=1), default=20, show_default=True, help="Finished trials the study should hold.")
-@click.option("--sampler", type=click.Choice(["tpe", "random", "grid"]), default="tpe", show_default=True)
-@click.option("--pruner", type=click.Choice(PRUNER_CHOICES), default="hyperband", show_default=True)
+@click.option("--sampler", type=click.Choice(["tpe", "random", "grid"]), default="tpe", show_default=True, help="How the LRs are picked: TPE (Bayesian), at random, or a grid even in log LR.")
+@click.option("--pruner", type=click.Choice(PRUNER_CHOICES), default="hyperband", show_default=True, help="What stops a trial early on the losses it reports.")
 @click.option("--storage", help="Journal file path or database URL (default: OUT/sweep.journal).")
 @click.option("--study", "study_name", help="Study name to create or join (default: the task name, or module:function).")
 @click.option("--out", default="lrkit-sweep", show_default=True, type=click.Path(file_okay=False), help="Folder for sweep.csv and sweep.png.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@seed_option("Seed of the sampler (each trial draws from it and its number) and of a --task's training.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes on this machine.")
 @click.option("--schedules", help="Also search the schedule kind, from these (comma-separated: constant, cosine, linear).")
 @click.option("--warmup-steps", help="With --schedules: warmup lengths to search (comma-separated, e.g. 0,30).")
 @click.option("--heartbeat", type=click.IntRange(min=1), default=60, show_default=True, help="Seconds between database heartbeats; a trial silent for twice that is retried.")
-@click.option("--timeout", type=Duration(), help="Time budget of this run (seconds, or 90m, 2h, 1h30m): no trial starts after it; running ones finish.")
+@click.option("--timeout", type=Duration(), help="Time budget of this run (seconds, or 90m, 2h, 1h30m): no trial starts after it; running ones finish [default: none].")
+@json_option("the LR to train with, the best trial, every trial and the compute spent")
 def command(
     task: str | None,
     entry: str | None,
@@ -107,6 +110,7 @@ def command(
     schedules: str | None,
     warmup_steps: str | None,
     timeout: float | None,
+    as_json: bool,
 ) -> None:
     """Search the learning rate (grid, random or TPE) with pruning, on one machine or many."""
     try:
@@ -140,25 +144,30 @@ def command(
         writable_file(Path(storage).expanduser(), "--storage")
     open_study(plan)  # fails fast (masked) on a storage it cannot reach or a mismatched study
     budget = "" if plan.timeout is None else f", time budget {format_duration(plan.timeout)}"
-    click.echo(
-        f"study {plan.study!r} in {plan.spec.shown}: lr {plan.min_lr:.3g}..{plan.max_lr:.3g}, "
-        f"{plan.n_trials} trials, sampler {plan.sampler}, pruner {plan.pruner or 'none'}{budget}"
-    )
-    result = _run_with_progress(plan, workers)
-    _print_result(result)
     csv_path, png_path = folder / "sweep.csv", folder / "sweep.png"
-    result.to_csv(csv_path)
-    if result.finished:
-        from lrkit.plots import save_figure
+    with stdout_to_stderr(as_json):
+        click.echo(
+            f"study {plan.study!r} in {plan.spec.shown}: lr {plan.min_lr:.3g}..{plan.max_lr:.3g}, "
+            f"{plan.n_trials} trials, sampler {plan.sampler}, pruner {plan.pruner or 'none'}{budget}"
+        )
+        result = _run_with_progress(plan, workers)
+        if not as_json:
+            _print_result(result)
+        result.to_csv(csv_path)
+        if result.finished:
+            from lrkit.plots import save_figure
 
-        save_figure(result.plot(), png_path)
-        click.echo(f"wrote {csv_path} and {png_path}")
-    else:
-        click.echo(f"wrote {csv_path} (no finished trial to plot)")
-    if plan.spec.kind == "journal":
-        click.echo(f"browse it: optuna-dashboard {plan.spec.target}")
-    else:
-        click.echo(f"browse it: optuna-dashboard {mask_url(with_driver(plan.spec.target))} (with your password)")
+            save_figure(result.plot(), png_path)
+            click.echo(f"wrote {csv_path} and {png_path}")
+        else:
+            click.echo(f"wrote {csv_path} (no finished trial to plot)")
+        if plan.spec.kind == "journal":
+            click.echo(f"browse it: optuna-dashboard {plan.spec.target}")
+        else:
+            click.echo(f"browse it: optuna-dashboard {mask_url(with_driver(plan.spec.target))} (with your password)")
+    if as_json:
+        files = {"csv": csv_path, "plot": png_path if result.finished else None}
+        print_json({**result_fields(result, plan.spec.shown), "files": files})
 
 
 def _listed(text: str | None, kind: type, option: str) -> list | None:
@@ -177,7 +186,8 @@ def _run_with_progress(plan, workers: int):
     from lrkit.sweeps.search import run_plan
 
     columns = (TextColumn("sweeping"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+    console = Console(stderr=True)
+    with Progress(*columns, console=console, transient=True, disable=not live(console)) as bar:
         job = bar.add_task("trials", total=plan.n_trials)
         return run_plan(plan, workers=workers, progress=lambda done, total: bar.update(job, completed=done))
 
@@ -205,12 +215,45 @@ def _shown(rows: list, best, table) -> list:
     return rows[start : start + TABLE_ROWS]
 
 
+def _best(result):
+    """The best trial, or None when no complete trial has a finite loss; and those trials."""
+    finite = [row for row in result.trials if row.state == "complete" and math.isfinite(row.val_loss)]
+    return (result.best if finite else None), finite
+
+
+def result_fields(result, storage: str) -> dict:
+    """The result as ``--json`` prints it (docs/sweep.md lists the keys); ``storage`` as shown,
+    a database URL's password masked."""
+    best, finite = _best(result)
+    return {
+        "study": result.study,
+        "storage": storage,
+        "sampler": result.sampler,
+        "pruner": result.pruner,
+        "min_lr": result.min_lr,
+        "max_lr": result.max_lr,
+        "n_trials": result.n_trials,
+        "lr": None if best is None else result.lr,
+        "lr_fitted": best is not None and result.bowl is not None,
+        "best": None if best is None else asdict(best),
+        "edge": None if best is None else _edge(best, finite, result.trials),
+        "finished": len(result.finished),
+        "pruned": result.pruned,
+        "steps_spent": result.steps_spent,
+        "full_steps": result.full_steps,
+        "grid_steps": result.grid_steps,
+        "compute_fraction": result.compute_fraction,
+        "timeout": result.timeout,
+        "timed_out": result.timed_out,
+        "trials": [asdict(row) for row in sorted(result.trials, key=lambda row: row.number)],
+    }
+
+
 def _print_result(result) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    finite = [row for row in result.trials if row.state == "complete" and math.isfinite(row.val_loss)]
-    best = result.best if finite else None
+    best, finite = _best(result)
     searched = any(row.schedule is not None for row in result.trials)
     columns = ["trial", "lr", *(["schedule", "warmup"] if searched else []), "state", "val loss", "steps"]
     table = Table(*columns, title=f"study {result.study!r}")
