@@ -48,3 +48,25 @@ def test_api_messages_name_the_command_line_options(capsys):
     assert _as_options(message, ["find"]) == "--min-lr=1, price_per_gpu_hour=2; the steps fell; a_min_lr stays"
     assert _as_options(message, ["report"]).startswith("min_lr=1, --price-per-gpu-hour=2")
     assert _as_options(message, []) == message
+
+
+def test_a_feature_whose_extra_is_missing_names_the_extra(monkeypatch, capsys):
+    """On a core install (``make demo``'s), ``lrkit explore`` said ModuleNotFoundError in a traceback."""
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # importing it now raises ModuleNotFoundError
+    assert main(["explore", "--no-browser", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "lrkit: error: lrkit explore needs uvicorn, which lrkit's core install leaves out: "
+        "pip install 'lrkit[explore]'\n"
+    )
+
+
+def test_every_extra_named_for_a_module_exists():
+    from pathlib import Path
+
+    import tomllib
+
+    from lrkit.cli.app import EXTRAS
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    assert set(EXTRAS.values()) <= set(project["optional-dependencies"])

@@ -34,6 +34,15 @@ COMMANDS: dict[str, str] = {
 }
 
 
+# a module an optional feature imports -> the extra that installs it
+EXTRAS: dict[str, str] = {
+    "optuna": "sweep", "psycopg2": "sweep", "optuna_dashboard": "dashboard", "jax": "optax",
+    "optax": "optax", "keras": "keras", "lightning": "lightning", "transformers": "hf",
+    "accelerate": "hf", "tbparse": "logs", "tensorboard": "logs", "sentence_transformers": "minilm",
+    "starlette": "explore", "uvicorn": "explore", "plotly": "explore",
+}
+
+
 class LazyGroup(click.Group):
     """Imports a command's module only when that command runs, so ``lrkit --help`` stays fast."""
 
@@ -73,8 +82,15 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exception(error)
             print(f"lrkit: error: raised in your code ({user_file}): {type(error).__name__}", file=sys.stderr)
             return 1
+        argv = sys.argv[1:] if argv is None else argv
+        missing = (error.name or "").partition(".")[0] if isinstance(error, ModuleNotFoundError) else ""
+        if missing in EXTRAS:  # an optional feature on a core install: say which extra brings it
+            command = f"lrkit {argv[0]}" if argv and argv[0] in COMMANDS else "this"
+            return _fail(
+                f"{command} needs {missing}, which lrkit's core install leaves out: pip install 'lrkit[{EXTRAS[missing]}]'"
+            )
         if isinstance(error, ValueError | TypeError | OSError):
-            return _fail(_as_options(str(error) or type(error).__name__, sys.argv[1:] if argv is None else argv))
+            return _fail(_as_options(str(error) or type(error).__name__, argv))
         raise
 
 

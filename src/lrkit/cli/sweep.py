@@ -113,10 +113,8 @@ def command(
     as_json: bool,
 ) -> None:
     """Search the learning rate (grid, random or TPE) with pruning, on one machine or many."""
-    try:
-        import optuna  # noqa: F401
-    except ImportError:
-        raise click.UsageError("lrkit sweep needs Optuna: pip install 'lrkit[sweep]'") from None
+    import optuna  # noqa: F401  (first, before any work: without it the app names the extra to install)
+
     from lrkit.sweeps import TaskObjective, mask_url
     from lrkit.sweeps.search import make_plan, open_study
     from lrkit.sweeps.storage import with_driver
