@@ -24,6 +24,7 @@ import csv
 import json
 import math
 import re
+import shlex
 from array import array
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -125,7 +126,14 @@ PAUSE_RATIO = 4.0
 # (Python's time.time_ns), as (smallest value, units in a second, its name), largest first
 EPOCH_UNITS = ((1e17, 1e9, "nanoseconds"), (1e14, 1e6, "microseconds"), (1e11, 1e3, "milliseconds"))
 
+# the most texts (and changes of text) of a column that may tell runs apart that are kept; the most
+# of them an error lists
+RUN_VALUES = 32
+RUN_LISTED = 6
+
 Record = dict[str, float | None]
+# per column of text, the rows where its text changes and the new text (``_Table.changes``)
+Runs = Mapping[str, list[tuple[int, str]]]
 
 
 class _Table:
@@ -136,21 +144,38 @@ class _Table:
     there, as a row without the name does; the name still counts as one of the log's columns. Text
     leaves a cell unlogged too, and ``text`` keeps each column's first (with its line), so that only
     a column that is read fails on it; ``durations`` names the columns written as durations.
+    ``changes`` keeps, per column of text, the rows where its text changes and the new text (a
+    column of more than ``RUN_VALUES`` texts or changes is dropped from it): several runs one after
+    another are told apart by such a column. With ``run`` (a column and a value) only the rows with
+    that value in that column are kept; ``offered`` counts every row, kept or not.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, run: tuple[str, str] | None = None) -> None:
         self.rows = 0
+        self.offered = 0
         self._values: dict[str, array] = {}
         self._logged: dict[str, bytearray] = {}
         self.text: dict[str, tuple[str, int]] = {}
         self.durations: set[str] = set()
+        self.changes: dict[str, list[tuple[int, str]] | None] = {}
+        self.run = run
+        # for ``run``'s errors: every column seen, whether ``run``'s was, and the first texts it holds
+        self.names: dict[str, None] = {}
+        self.run_seen = False
+        self.run_values: dict[str, None] = {}
 
     def add(self, cells: Iterable[tuple[str, float | str | timedelta | None]], line: int = 0) -> None:
         """Append one row (``line`` where it is in the file); a name given twice keeps its last value."""
+        self.offered += 1
+        if self.run is not None:
+            cells = list(cells)
+            if not self._in_run(cells):
+                return
         row = self.rows
         for name, value in cells:
             if isinstance(value, str):
                 self.text.setdefault(name, (value, line))
+                self._note_text(name, value, row)
                 value = None
             elif isinstance(value, timedelta):
                 self.durations.add(name)
@@ -170,6 +195,48 @@ class _Table:
             logged.append(value is not None)
         self.rows += 1
 
+    def _note_text(self, name: str, value: str, row: int) -> None:
+        changes = self.changes.setdefault(name, [])
+        if changes is None or (changes and changes[-1][1] == value):
+            return
+        if len(changes) >= RUN_VALUES:
+            self.changes[name] = None
+            return
+        changes.append((row, value))
+
+    def _in_run(self, cells: Sequence[tuple[str, float | str | timedelta | None]]) -> bool:
+        """Whether a row holds ``run``'s value in ``run``'s column (text alike, or the same number)."""
+        assert self.run is not None
+        column, wanted = self.run
+        for name, value in cells:
+            self.names.setdefault(name)
+            if name != column and _normal(name) != _normal(column):
+                continue
+            self.run_seen = True
+            if value is None:
+                return False
+            text = _cell_text(value)
+            if len(self.run_values) < RUN_VALUES:
+                self.run_values.setdefault(text)
+            if text == wanted:
+                return True
+            number = _number(wanted)
+            return isinstance(number, float) and isinstance(value, float) and number == value
+        return False
+
+    def check_run(self, path: Path) -> None:
+        """Raise when ``run`` kept no row: its column is not in the log, or does not hold its value."""
+        if self.run is None or self.rows:
+            return
+        column, wanted = self.run
+        if not self.run_seen:
+            names = ", ".join(self.names) or "no columns"
+            raise ValueError(f"{path}: no column {column!r} (given for run); columns: {names}")
+        values = list(self.run_values)
+        raise ValueError(
+            f"{path}: no row has {column}={wanted!r} (given for run); {column!r} holds {_listed(values)}"
+        )
+
     def columns(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Column name (in the order names first appear) -> (values, logged) over all rows."""
         found = {}
@@ -179,13 +246,6 @@ class _Table:
             logged.extend(bytes(self.rows - len(logged)))
             found[name] = (np.frombuffer(values, dtype=float), np.frombuffer(logged, dtype=bool))
         return found
-
-    @classmethod
-    def of(cls, records: Iterable[Mapping[str, float | None]]) -> _Table:
-        table = cls()
-        for record in records:
-            table.add(record.items())
-        return table
 
 
 def read_log(
@@ -198,6 +258,7 @@ def read_log(
     val_loss: str | None = None,
     grad_norm: str | None = None,
     time: str | None = None,
+    run: str | None = None,
 ) -> Trace:
     """The Trace in a training log; the format comes from the name or the content unless given.
 
@@ -206,7 +267,9 @@ def read_log(
     keyword column names override detection (for CSV and JSON the key, for TensorBoard the tag);
     ``time`` names the wall-clock column the seconds per step are measured on; a log without it
     that keeps its time elsewhere (an lrkit trace, TensorBoard, a trainer_state.json's
-    ``train_runtime``) is timed by that.
+    ``train_runtime``) is timed by that. ``run="COLUMN=VALUE"`` (``"role=chosen"``) reads only the
+    rows of a CSV or JSON log whose COLUMN holds VALUE: one run of a file holding several one after
+    another (``lrkit demo``'s ``loss_curves.csv``, W&B and MLflow exports with a ``run`` column).
     """
     path = Path(path)
     if format is not None and format not in FORMATS:
@@ -215,11 +278,24 @@ def read_log(
         path = _log_in_folder(path)
     if not path.exists():
         raise ValueError(f"{path}: no such file")
+    wanted = None if run is None else parse_run(run)
     kind = format or ("tensorboard" if path.is_dir() else _detect(path))
+    if wanted is not None and kind == "tensorboard":
+        raise ValueError(f"{path}: run picks rows of a CSV or JSON log; TensorBoard keeps each run in its own folder")
     names = {"step": step, "loss": loss, "lr": lr, "val_loss": val_loss, "grad_norm": grad_norm, "time": time}
     chosen = {key: value for key, value in names.items() if value}
-    table, header = _READERS[kind](path, _clock_names(chosen))
+    table = _Table(wanted)
+    header = _READERS[kind](path, _clock_names(chosen), table)
+    table.check_run(path)
     return _build(path, kind, table, header, chosen)
+
+
+def parse_run(run: str) -> tuple[str, str]:
+    """``"COLUMN=VALUE"`` as (column, value), each stripped; raises ``ValueError`` on anything else."""
+    column, equals, value = run.partition("=") if isinstance(run, str) else ("", "", "")
+    if not equals or not column.strip() or not value.strip():
+        raise ValueError(f"run must be COLUMN=VALUE, e.g. 'role=chosen'; got {run!r}")
+    return column.strip(), value.strip()
 
 
 # --- finding and sniffing -----------------------------------------------------------------------
@@ -282,7 +358,7 @@ def _detect(path: Path) -> str:
     return "jsonl" if stripped.startswith("{") else "csv"
 
 
-# --- readers: each returns a table of the rows in file order and a header: an lrkit trace's own
+# --- readers: each fills a table with the rows in file order and returns a header: an lrkit trace's own
 # (meta, events), and the clock a format keeps outside its columns ("wall_time": TensorBoard tag ->
 # (steps, seconds); "runtime": Hugging Face's (train_runtime, global_step)) ----------------------
 
@@ -326,7 +402,7 @@ def _lines(text: str) -> Iterator[str]:
         start = end
 
 
-def _read_csv(path: Path, clock: Clock) -> tuple[_Table, dict[str, Any]]:
+def _read_csv(path: Path, clock: Clock, table: _Table) -> dict[str, Any]:
     text = _read_text(path)
     first = next(_lines(text))
     header = _lrkit_header(path, first[2:]) if first.startswith("# {") else {}
@@ -346,7 +422,6 @@ def _read_csv(path: Path, clock: Clock) -> tuple[_Table, dict[str, Any]]:
     names = [name.strip() for name in next(rows)]
     clocks = [clock(name) for name in names]
     numbers.popleft()
-    table = _Table()
     for row in rows:
         number = numbers.popleft()
         if len(row) > len(names):
@@ -358,11 +433,11 @@ def _read_csv(path: Path, clock: Clock) -> tuple[_Table, dict[str, Any]]:
              for name, timed, cell in zip(names, clocks, row, strict=False)),
             number,
         )
-    if not table.rows:
+    if not table.offered:
         raise ValueError(f"{path}: has a header ({', '.join(names)}) but no data rows")
     if numbers:
         raise ValueError(f"{path}: a quoted field runs over more than one line; keep each row on one line")
-    return table, header
+    return header
 
 
 def _dialect(first_line: str) -> type[csv.Dialect]:
@@ -372,9 +447,8 @@ def _dialect(first_line: str) -> type[csv.Dialect]:
     return csv.excel
 
 
-def _read_jsonl(path: Path, clock: Clock) -> tuple[_Table, dict[str, Any]]:
+def _read_jsonl(path: Path, clock: Clock, table: _Table) -> dict[str, Any]:
     header: dict[str, Any] = {}
-    table = _Table()
     for number, line in enumerate(_lines(_read_text(path)), 1):
         if not line.strip():
             continue
@@ -388,15 +462,15 @@ def _read_jsonl(path: Path, clock: Clock) -> tuple[_Table, dict[str, Any]]:
             header = value
             continue
         table.add(_json_cells(value, clock), number)
-    return table, header
+    return header
 
 
-def _read_json(path: Path, clock: Clock) -> tuple[_Table, dict[str, Any]]:
+def _read_json(path: Path, clock: Clock, table: _Table) -> dict[str, Any]:
     text = _read_text(path)
     try:
         value = json.loads(text)
     except json.JSONDecodeError:
-        return _read_jsonl(path, clock)
+        return _read_jsonl(path, clock, table)
     header: dict[str, Any] = {}
     if isinstance(value, dict) and isinstance(value.get("log_history"), list):
         header = _runtime(value)
@@ -405,10 +479,9 @@ def _read_json(path: Path, clock: Clock) -> tuple[_Table, dict[str, Any]]:
         raise ValueError(
             f"{path}: expected a list of JSON objects (one per logged step) or a trainer_state.json"
         )
-    table = _Table()
     for index, item in enumerate(value):
         table.add(_json_cells(item, clock), index + 1)
-    return table, header
+    return header
 
 
 def _runtime(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -477,9 +550,11 @@ def _wall_times(events: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     return steps, np.array([event.wall_time for event in events], dtype=float)
 
 
-def _read_tensorboard_table(path: Path, clock: Clock) -> tuple[_Table, dict[str, Any]]:
+def _read_tensorboard_table(path: Path, clock: Clock, table: _Table) -> dict[str, Any]:
     records, header = _read_tensorboard(path)
-    return _Table.of(records), header
+    for record in records:
+        table.add(record.items())
+    return header
 
 
 _READERS = {
@@ -514,6 +589,18 @@ def _time(cell: Any) -> float | timedelta | None:
     except ValueError:
         return math.nan
     return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _cell_text(value: float | str | timedelta) -> str:
+    """A cell as text again: a whole number without its ``.0``."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _listed(values: Sequence[str]) -> str:
+    """The first ``RUN_LISTED`` of ``values``, quoted, and ``...`` for the rest."""
+    return ", ".join(map(repr, values[:RUN_LISTED])) + (", ..." if len(values) > RUN_LISTED else "")
 
 
 def _number(cell: Any) -> float | str | None:
@@ -595,7 +682,8 @@ def _build(
     for column, name in found.items():
         if column not in ("step", "time"):
             read |= logged[name][1]
-    steps = _steps(path, logged, table.rows, found.get("step"), read)
+    runs = {name: changes for name, changes in table.changes.items() if changes and name not in found.values()}
+    steps = _steps(path, logged, table.rows, found.get("step"), read, runs)
     _check_lr(path, found.get("lr"), logged, steps)
 
     # merge rows that share a step (neighbours, as steps never go back), keeping the last value
@@ -770,14 +858,17 @@ def _whole(steps: np.ndarray) -> np.ndarray:
     return np.array([int(step) for step in steps.tolist()])
 
 
-def _ranked(path: Path, name: str, values: np.ndarray, logged: np.ndarray, first: int) -> np.ndarray:
+def _ranked(
+    path: Path, name: str, values: np.ndarray, logged: np.ndarray, first: int, runs: Runs
+) -> np.ndarray:
     """Each value's place among the distinct values of its column (a missing one repeats the last)."""
-    values = _carried_steps(path, name, values, logged & np.isfinite(values), first)
+    known = logged & np.isfinite(values)
+    values = _carried_steps(path, name, values, known, first)
     back = np.flatnonzero(values[1:] < values[:-1])
     if back.size:
         row = int(back[0]) + 1
         value, last = float(values[row]), float(values[row - 1])
-        raise ValueError(f"{path}: steps are not in order: {name}={value!r} in data row {row + 1} follows {last!r}")
+        raise _out_of_order(path, f"{name}={value!r} in data row {row + 1} follows {last!r}", row, known, runs)
     new = np.ones(len(values), dtype=bool)
     new[1:] = values[1:] != values[:-1]
     return (np.cumsum(new) - 1).astype(float)
@@ -815,6 +906,7 @@ def _steps(
     rows: int,
     name: str | None,
     read: np.ndarray,
+    runs: Runs,
 ) -> np.ndarray:
     """Each row's step as a whole float (the row number when the log has no step column); must not go back.
 
@@ -831,7 +923,7 @@ def _steps(
     if "epoch" in name.lower():
         finite = values[known & np.isfinite(values)]
         if np.any(finite != np.trunc(finite)):
-            return _ranked(path, name, values, known, start)
+            return _ranked(path, name, values, known, start, runs)
     values = _carried_steps(path, name, values, known, start)
     wrong = ~np.isfinite(values)
     wrong[~wrong] = values[~wrong] != np.trunc(values[~wrong])
@@ -844,8 +936,24 @@ def _steps(
             raise ValueError(
                 f"{path}: step column {name!r} has {float(values[row])!r} in data row {row + 1}; expected whole numbers"
             )
-        raise ValueError(
-            f"{path}: steps are not in order: {name}={int(values[row])} in data row {row + 1} "
-            f"follows {int(values[row - 1])}"
-        )
+        where = f"{name}={int(values[row])} in data row {row + 1} follows {int(values[row - 1])}"
+        raise _out_of_order(path, where, row, known, runs)
     return values
+
+
+def _out_of_order(path: Path, where: str, row: int, known: np.ndarray, runs: Runs) -> ValueError:
+    """The error for steps that go back at ``row``; when a column of text not read changes there
+    (between the step before and this one), the file holds several runs one after another by it."""
+    message = f"{path}: steps are not in order: {where}"
+    before = np.flatnonzero(known[:row])
+    since = int(before[-1]) if before.size else 0
+    for column, changes in runs.items():
+        if any(since < start <= row for start, _ in changes):
+            values = list(dict.fromkeys(text for _, text in changes))
+            # lrkit demo's loss_curves.csv names the run it picked "chosen": the one to look at first
+            pick = f"{column}={'chosen' if 'chosen' in values else values[0]}"
+            return ValueError(
+                f"{message}; the file holds several runs one after another by its {column!r} column "
+                f"({_listed(values)}): pick one with run={pick!r} (--run {shlex.quote(pick)})"
+            )
+    return ValueError(message)

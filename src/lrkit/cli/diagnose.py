@@ -7,7 +7,17 @@ import click
 from lrkit.cli.options import json_option
 from lrkit.cli.output import figure_file, print_json, stdout_to_stderr
 from lrkit.diagnosis import diagnose
-from lrkit.logs import FORMATS, read_log
+from lrkit.logs import FORMATS, parse_run, read_log
+
+
+def _run_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--run`` checked before any file is read: COLUMN=VALUE."""
+    if value is not None:
+        try:
+            parse_run(value)
+        except ValueError as error:
+            raise click.BadParameter(str(error).replace("run must", "must"), ctx, param) from None
+    return value
 
 
 @click.command()
@@ -29,6 +39,12 @@ from lrkit.logs import FORMATS, read_log
 @click.option("--loss", "loss_column", help="Column holding the training loss (default: found by name).")
 @click.option("--lr", "lr_column", help="Column holding the learning rate (default: found by name).")
 @click.option("--val-loss", "val_column", help="Column holding the validation loss (default: found by name).")
+@click.option(
+    "--run",
+    metavar="COLUMN=VALUE",
+    callback=_run_value,
+    help="Read only the rows whose COLUMN holds VALUE: one run of a file holding several (e.g. role=chosen).",
+)
 def command(
     logfile: str,
     as_json: bool,
@@ -38,6 +54,7 @@ def command(
     loss_column: str | None,
     lr_column: str | None,
     val_column: str | None,
+    run: str | None,
 ) -> None:
     """Diagnose the learning rate from a training log (CSV, JSON lines, TensorBoard, Lightning)."""
     if plot_path:
@@ -50,6 +67,7 @@ def command(
             loss=loss_column,
             lr=lr_column,
             val_loss=val_column,
+            run=run,
         )
         try:
             result = diagnose(trace)

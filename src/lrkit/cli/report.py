@@ -16,14 +16,15 @@ from lrkit.logs import read_log
 from lrkit.report.document import NOT_RISING, is_range_test
 from lrkit.trace import Trace
 
-# ``lrkit diagnose``'s column options and the report's own --time (parameter name -> ``read_log``
-# keyword), so both commands read logs alike
+# ``lrkit diagnose``'s column options and --run, and the report's own --time (parameter name ->
+# ``read_log`` keyword), so both commands read logs alike
 COLUMNS = {
     "step_column": "step",
     "loss_column": "loss",
     "lr_column": "lr",
     "val_column": "val_loss",
     "time_column": "time",
+    "run": "run",
 }
 
 
@@ -73,7 +74,7 @@ def command(
 
     The first training run is the chosen one; a range-test trace (kind range_test) among TRACES is
     used as the range test. --step, --loss, --lr, --val-loss and --time name columns in every file
-    read.
+    read, and --run picks the rows of one run in each.
     """
     from lrkit.report import write_report
 
