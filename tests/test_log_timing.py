@@ -14,8 +14,9 @@ import pytest
 
 from lrkit import read_log
 from lrkit.cli.app import main
+from lrkit.clocks import PAUSE_RATIO
 from lrkit.cost import compare_cost
-from lrkit.logs import CANDIDATES, DURATIONS, PAUSE_RATIO
+from lrkit.logs import CANDIDATES, DURATIONS
 from lrkit.report import render_report
 
 STEPS = list(range(40))
