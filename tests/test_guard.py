@@ -471,3 +471,13 @@ def test_with_a_grad_scaler_an_overflow_is_skipped_and_the_scale_lowered():
             assert scaler.get_scale() == 512.0
     # an overflow is the scaler's business: skipped and counted, never escalated to a rollback
     assert guard.skipped == 1 and guard.rollbacks == 0
+
+
+def test_checking_options_leaves_the_callers_rng_alone():
+    """A Lightning or Hugging Face guard callback checks its options when made; that must not draw
+    from the global RNG, or making the callback would change the model initialised after it."""
+    torch.manual_seed(0)
+    Guard.check_options({"lr_factor": 0.5, "snapshot_every": 10})
+    after = torch.rand(3)
+    torch.manual_seed(0)
+    assert torch.equal(after, torch.rand(3))

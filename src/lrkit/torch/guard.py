@@ -137,7 +137,9 @@ class Guard:
         unknown = sorted(set(options) - set(allowed))
         if unknown:
             raise TypeError(f"unknown Guard option(s) {', '.join(unknown)}; the options are {', '.join(allowed)}")
-        probe = nn.Linear(1, 1)  # the constructor checks every value; directory and trace need none
+        # the constructor checks every value (directory and trace need none); a probe made without
+        # drawing from the caller's RNG, so making a callback does not change the run it guards
+        probe = nn.ParameterList([torch.zeros(1)])
         cls(probe, torch.optim.SGD(probe.parameters(), lr=0.1), **{**options, "directory": None, "trace": None})
         return dict(options)
 
