@@ -97,6 +97,11 @@ def test_cli_writes_table_png_and_csv(tmp_path, capsys):
     assert len(rows) == 3 * 400
     assert sorted(path.name for path in out.iterdir()) == ["loss_curves.csv", "loss_curves.png", "report.html"]
     assert "<html" in (out / "report.html").read_text()
+    # the hint it ends with runs: diagnose the chosen run out of the CSV of every run
+    hint = printed.strip().splitlines()[-1]
+    assert hint == f"next: lrkit diagnose {out / 'loss_curves.csv'} --run role=chosen"
+    assert main(hint.removeprefix("next: lrkit ").split() + ["--json"]) == 0
+    assert '"verdict"' in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -87,6 +87,10 @@ def command(task: str, seed: int, lrs: list[float] | None, out: str, find: bool)
     atomic_write_text(csv_path, _curves_csv(result))
     report = _report(result, labels, folder / "report.html")
     console.print(f"wrote {png}, {csv_path} and {report}")
+    roles = {row.role for row in result.rows}
+    picked = next((role for role in ("found", "chosen") if role in roles), None)
+    if picked is not None:  # the CSV holds every run; diagnose reads one
+        console.print(f"next: lrkit diagnose {csv_path} --run role={picked}", highlight=False, soft_wrap=True)
 
 
 def _report(result: DemoResult, labels: list[str], path: Path) -> Path:
