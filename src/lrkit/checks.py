@@ -93,6 +93,14 @@ def integer(name: str, value: object, *, minimum: int | None = None) -> int:
     return number
 
 
+def known_options(what: str, options: Iterable[str], allowed: Iterable[str]) -> None:
+    """Every keyword option one that ``what`` takes (a callback checking options it passes on later)."""
+    allowed = list(allowed)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise TypeError(f"unknown {what} option(s) {', '.join(unknown)}; the options are {', '.join(allowed)}")
+
+
 def one_of(name: str, value: T, allowed: Iterable[T]) -> T:
     """One of a fixed set of choices."""
     choices = list(allowed)

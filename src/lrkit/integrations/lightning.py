@@ -16,7 +16,6 @@ refused, and the monitored validation metric fed to early stopping in ``on_valid
 from __future__ import annotations
 
 import contextlib
-import inspect
 import itertools
 import logging
 from collections.abc import Iterable, Iterator, Mapping
@@ -35,10 +34,9 @@ from lightning.pytorch.utilities.parsing import (
     lightning_hasattr,
     lightning_setattr,
 )
-from torch import nn
 
 from lrkit import checks
-from lrkit.torch.finder import PRECISIONS, FinderResult
+from lrkit.torch.finder import FinderResult, check_options
 from lrkit.torch.finder import find_lr as _find_lr
 from lrkit.torch.guard import Guard
 
@@ -177,7 +175,7 @@ class FinderCallback(pl.Callback):
         if attribute is not None and not isinstance(attribute, str):
             raise TypeError(f"attribute must be a name (str) or None, got {type(attribute).__name__}")
         self.attribute = attribute
-        self.options = _check_options(options)
+        self.options = check_options(options)
         self.result: FinderResult | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -209,37 +207,6 @@ class FinderCallback(pl.Callback):
             return
         _train_at(trainer, pl_module, result, before)
         _tell(trainer, logging.INFO, "range test: %r; %s and the optimizer set to it", result, attribute)
-
-
-def _check_options(options: dict[str, Any]) -> dict[str, Any]:
-    """:func:`lrkit.find_lr`'s own checks on the options, run now, so a typo or a bad value fails
-    when the callback is made: on a probe model, stopped when it asks for its first batch."""
-    allowed = [
-        name
-        for name, parameter in inspect.signature(_find_lr).parameters.items()
-        if parameter.kind is parameter.KEYWORD_ONLY and name not in ("scheduler", "scaler")
-    ]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise TypeError(
-            f"unknown find_lr option(s) {', '.join(unknown)}; the options are {', '.join(allowed)}"
-        )
-    checks.one_of("precision", options.get("precision", "fp32"), PRECISIONS)
-    probe = nn.ParameterList([torch.zeros(1)])  # made without drawing from the caller's RNG
-    # fp16 needs CUDA, which the probe is not on; a directory is only written when the test runs
-    probing = {**options, "precision": "fp32", "directory": None}
-    with contextlib.suppress(_Checked):
-        _find_lr(probe, torch.optim.SGD(probe.parameters(), lr=0.1), None, _Unread(), **probing)
-    return dict(options)
-
-
-class _Checked(Exception):
-    """The probe's options passed every check: the test asked for a batch."""
-
-
-class _Unread:
-    def __iter__(self) -> Iterator[Any]:
-        raise _Checked
 
 
 def _lr_attribute(module: pl.LightningModule) -> str:

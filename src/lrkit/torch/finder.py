@@ -18,6 +18,7 @@ How ``loss_fn`` is read:
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -189,6 +190,35 @@ def find_lr(
     group_lrs = None if suggestion.lr is None else tuple(suggestion.lr * ratio for ratio in ratios)
     meta = {**trace.meta, "sweep_seconds": seconds}
     return FinderResult(suggestion, trace, group_lrs, len(trace), stopped, meta)
+
+
+def check_options(options: dict[str, Any], *, supplied: tuple[str, ...] = ("scheduler", "scaler")) -> dict[str, Any]:
+    """Check the keyword options of a :func:`find_lr` to be run later (the Lightning callback runs
+    it when ``fit`` starts), so a typo or a bad value fails at once: ``find_lr``'s own checks run
+    on a probe model and stop when it asks for its first batch. ``supplied`` names options the
+    caller fills in itself."""
+    allowed = [
+        name
+        for name, parameter in inspect.signature(find_lr).parameters.items()
+        if parameter.kind is parameter.KEYWORD_ONLY and name not in supplied
+    ]
+    checks.known_options("find_lr", options, allowed)
+    checks.one_of("precision", options.get("precision", "fp32"), PRECISIONS)
+    probe = nn.ParameterList([torch.zeros(1)])  # made without drawing from the caller's RNG
+    # fp16 needs CUDA, which the probe is not on; a directory is only written when the test runs
+    probing = {**options, "precision": "fp32", "directory": None}
+    with contextlib.suppress(_Checked):
+        find_lr(probe, torch.optim.SGD(probe.parameters(), lr=0.1), None, _Unread(), **probing)
+    return dict(options)
+
+
+class _Checked(Exception):
+    """The probe's options passed every check: the test asked for a batch."""
+
+
+class _Unread:
+    def __iter__(self) -> Iterator[Any]:
+        raise _Checked
 
 
 def find_task_lr(

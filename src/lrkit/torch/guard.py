@@ -134,9 +134,7 @@ class Guard:
         """Check the keyword options of a Guard to be built later (the Lightning and Hugging Face
         callbacks build theirs when training starts), so a typo or a bad value fails at once."""
         allowed = [name for name in inspect.signature(cls).parameters if name not in _BUILT_BY_CALLBACKS]
-        unknown = sorted(set(options) - set(allowed))
-        if unknown:
-            raise TypeError(f"unknown Guard option(s) {', '.join(unknown)}; the options are {', '.join(allowed)}")
+        checks.known_options("Guard", options, allowed)
         # the constructor checks every value (directory and trace need none); a probe made without
         # drawing from the caller's RNG, so making a callback does not change the run it guards
         probe = nn.ParameterList([torch.zeros(1)])
