@@ -481,3 +481,14 @@ def test_checking_options_leaves_the_callers_rng_alone():
     after = torch.rand(3)
     torch.manual_seed(0)
     assert torch.equal(after, torch.rand(3))
+
+
+def test_after_a_cut_the_scheduler_reports_the_rate_in_use():
+    # get_last_lr() is what loggers (the Hugging Face Trainer, Lightning's LearningRateMonitor) show
+    model, optimizer, _, data = setup()
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=200)
+    guard = Guard(model, optimizer, scheduler=scheduler, snapshot_every=20, skip_batches=2)
+    run(guard, model, optimizer, data[:60])
+    run(guard, model, optimizer, data[60:64], blow_up=lambda step, loss: loss * 1e4 if step < 3 else loss)
+    assert guard.rollbacks == 1
+    assert scheduler.get_last_lr() == [group["lr"] for group in optimizer.param_groups]

@@ -7,6 +7,7 @@ fine.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Iterable
 from numbers import Integral, Real
@@ -114,3 +115,15 @@ def ordered(low_name: str, low: float, high_name: str, high: float) -> None:
     """Two bounds with ``low < high``."""
     if not low < high:
         raise ValueError(f"{low_name} must be < {high_name}, got {low_name}={low!r} >= {high_name}={high!r}")
+
+
+def steps_without_closure(optimizer: object, why: str) -> None:
+    """Refuse an optimizer whose ``step()`` needs a closure (LBFGS: it evaluates the loss several
+    times per step); ``why`` says what steps it once per batch."""
+    closure = inspect.signature(optimizer.step).parameters.get("closure")
+    if closure is not None and closure.default is inspect.Parameter.empty:
+        raise TypeError(
+            f"optimizer must step without a closure, got {type(optimizer).__name__}, whose step() needs "
+            f"one (it evaluates the loss several times per step); {why}: use a first-order optimizer "
+            "(SGD, Adam, ...)"
+        )

@@ -7,10 +7,11 @@ its back: setting ``args.learning_rate`` afterwards takes effect).
 ``GuardCallback``: :class:`lrkit.Guard` driven by the Trainer's callback events.
 
 The Trainer does not hand callbacks the loss, so the callback reads ``outputs.loss`` from a forward
-hook on the model (averaged over gradient-accumulation micro-batches). The step is judged in
-``on_pre_optimizer_step`` (a refused step has its gradients cleared, so the optimizer step changes
-nothing), the schedule held back in ``on_step_end`` when the step was refused, and ``eval_loss``
-fed to early stopping in ``on_evaluate``. Needs the extra ``hf``.
+hook on the model (averaged over gradient-accumulation micro-batches, or summed when the Trainer
+gave the model ``num_items_in_batch``: each micro-batch's loss is then its share of the step's).
+The step is judged in ``on_pre_optimizer_step`` (a refused step has its gradients cleared, so the
+optimizer step changes nothing), the schedule held back in ``on_step_end`` when the step was
+refused, and ``eval_loss`` fed to early stopping in ``on_evaluate`` (during ``train()`` only). Needs the extra ``hf``.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback
 
-from lrkit.torch.finder import FinderResult
+from lrkit.torch.finder import FinderResult, check_options
 from lrkit.torch.finder import find_lr as _find_lr
-from lrkit.torch.guard import Guard
+from lrkit.torch.guard import Guard, GuardStop
 
 
 def find_lr(trainer: Trainer, **options: Any) -> FinderResult:
@@ -35,6 +36,7 @@ def find_lr(trainer: Trainer, **options: Any) -> FinderResult:
     """
     if not isinstance(trainer, Trainer):
         raise TypeError(f"trainer must be a transformers.Trainer, got {type(trainer).__name__}")
+    options = check_options(options, supplied=())  # a typo is named with the options there are
     args = trainer.args
     options.setdefault("accumulation_steps", args.gradient_accumulation_steps)
     options.setdefault("precision", "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32")
@@ -64,29 +66,48 @@ class GuardCallback(TrainerCallback):
         self._losses: list[torch.Tensor] = []
         self._judged: bool | None = None
         self._hook: Any = None
+        self._shares = False  # the losses are shares of the step's (the model got num_items_in_batch)
+        self._devices = 1
+        self._training = False  # evaluate() outside train() feeds nothing to early stopping
 
     def on_train_begin(self, args, state, control, model=None, optimizer=None, lr_scheduler=None, **kwargs):
+        if getattr(args, "label_smoothing_factor", 0) > 0:
+            raise ValueError(
+                f"GuardCallback reads the loss from the model's outputs (outputs.loss), but with "
+                f"label_smoothing_factor={args.label_smoothing_factor} the Trainer takes the labels "
+                "away from the model and computes the loss itself; use label_smoothing_factor=0 "
+                "(or a model that smooths its own loss)"
+            )
+        self._remove_hook()  # one left by a train() that raised (GuardStop) before on_train_end
         optimizer = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper holds the real one
         lr_scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)
         self.guard = Guard(model, optimizer, scheduler=lr_scheduler, **self.options)
-        self._hook = model.register_forward_hook(self._capture)
+        # with num_items_in_batch each device's loss is its share of the sum over all devices
+        self._devices = args.world_size if getattr(args, "average_tokens_across_devices", False) else 1
+        self._losses, self._judged, self._shares = [], None, False
+        self._hook = model.register_forward_hook(self._capture, with_kwargs=True)
+        self._training = True
 
     def on_train_end(self, args, state, control, **kwargs):
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
+        self._remove_hook()
 
     def on_step_begin(self, args, state, control, **kwargs):
-        self._losses = []
+        self._losses, self._shares = [], False
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
         if not self._losses:
             raise ValueError(
-                "GuardCallback saw no loss: the model must return one (outputs.loss), so pass labels"
+                "GuardCallback saw no loss: the model must return one (outputs.loss), so the Trainer "
+                "must give it the labels (no compute_loss_func, no compute_loss that keeps them back)"
             )
-        loss = torch.stack(self._losses).mean()
-        self._losses = []
-        self._judged = self.guard.judge(loss, self.guard.grad_norm())
+        losses = torch.stack(self._losses)
+        loss = losses.sum() * self._devices if self._shares else losses.mean()
+        self._losses, self._shares = [], False
+        try:
+            self._judged = self.guard.judge(loss, self.guard.grad_norm())
+        except GuardStop:
+            self._remove_hook()  # the Trainer never reaches on_train_end
+            raise
         if not self._judged:
             self.guard.hold_schedule()
 
@@ -100,13 +121,23 @@ class GuardCallback(TrainerCallback):
         self._judged = None
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if not self._training:  # trainer.evaluate() before or after train(): not the run's validation
+            return
         value = (metrics or {}).get(self.monitor)
         if value is not None and self.guard is not None and self.guard.should_stop(float(value)):
             control.should_training_stop = True
 
-    def _capture(self, module: torch.nn.Module, inputs: Any, output: Any) -> None:
+    def _remove_hook(self) -> None:
+        self._training = False
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+
+    def _capture(self, module: torch.nn.Module, inputs: Any, kwargs: dict[str, Any], output: Any) -> None:
         if not module.training or not torch.is_grad_enabled():
             return
         loss = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
         if isinstance(loss, torch.Tensor):
             self._losses.append(loss.detach().float())
+            # the model normalized its loss by the tokens of the whole accumulated step
+            self._shares = self._shares or kwargs.get("num_items_in_batch") is not None

@@ -27,6 +27,7 @@ from lightning.pytorch.core.optimizer import (
     _configure_optimizers,
     _init_optimizers_and_lr_schedulers,
 )
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import CombinedLoader
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from lightning.pytorch.utilities.parsing import (
@@ -65,6 +66,7 @@ def find_lr(
     _check_module(module)
     if attribute is not None:
         _check_attribute(module, attribute)
+    options = check_options(options, supplied=())  # a typo is named with the options there are
     return _sweep(module, _train_loader(module, train_dataloaders, datamodule), attribute, options)
 
 
@@ -277,8 +279,10 @@ def _tell(trainer: pl.Trainer, level: int, message: str, *args: Any) -> None:
 class GuardCallback(pl.Callback):
     """Guards a Lightning run; ``options`` are :class:`lrkit.Guard`'s (``patience`` for early stopping).
 
-    The guard is built at ``fit`` start on the first optimizer and its first scheduler; it is
-    available as ``callback.guard`` (its ``trace`` holds every step and event).
+    The guard is built when training starts (``on_train_start``: after ``fit(ckpt_path=...)`` has
+    restored the optimizer and schedulers) on the first optimizer, its first scheduler and the
+    ``"16-mixed"`` GradScaler, if any; it is available as ``callback.guard`` (its ``trace`` holds
+    every step and event). Only the validations of ``fit`` feed its early stopping.
     """
 
     def __init__(self, *, monitor: str = "val_loss", **options: Any) -> None:
@@ -290,21 +294,54 @@ class GuardCallback(pl.Callback):
         self.guard: Guard | None = None
         self._losses: list[torch.Tensor] = []
         self._judged: bool | None = None  # the verdict on this batch's optimizer step, if any
+        self._scaler: Any = None
+        self._resumed: dict[str, Any] | None = None  # the guard's state from fit(ckpt_path=...)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if len(trainer.optimizers) != 1:
             raise ValueError(f"GuardCallback guards exactly one optimizer, got {len(trainer.optimizers)}")
+        self.guard = None  # built at on_train_start (a fit resumed from ckpt_path has restored its state by then)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Not at on_fit_start: ``fit(ckpt_path=...)`` loads the optimizer and scheduler states after
+        # it, and the guard's first snapshot (what an early rollback returns to) must hold them.
         configs = trainer.lr_scheduler_configs
         scheduler = configs[0].scheduler if configs else None
-        self.guard = Guard(pl_module, trainer.optimizers[0], scheduler=scheduler, **self.options)
+        self._scaler = getattr(trainer.precision_plugin, "scaler", None)  # "16-mixed": a GradScaler
+        self.guard = Guard(
+            pl_module, trainer.optimizers[0], scheduler=scheduler, scaler=self._scaler, **self.options
+        )
+        if self._resumed is not None:
+            self.guard.load_state_dict(self._resumed)
+            self._resumed = None
+        self._losses, self._judged = [], None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The guard's memory (:meth:`lrkit.Guard.state_dict`), kept in Lightning's checkpoints."""
+        return {} if self.guard is None else self.guard.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resumed = state_dict or None  # loaded into the guard once it is built, at on_train_start
 
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
-        self._losses.append(loss.detach())
+        # Lightning hands the loss as it goes into backward: divided by accumulate_grad_batches
+        # (automatic optimization) and multiplied by the GradScaler's scale ("16-mixed"); the guard
+        # judges (and records) the loss of the batch itself.
+        loss = loss.detach().float()
+        if self._scaler is not None:
+            loss = loss / self._scaler.get_scale()
+        if pl_module.automatic_optimization:
+            loss = loss * trainer.accumulate_grad_batches
+        self._losses.append(loss)
 
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        loss = torch.stack(self._losses).mean() if self._losses else torch.tensor(float("nan"))
+        if self.guard is None:
+            return
+        if not self._losses:  # no backward in this step (training_step returned None): nothing to judge
+            return
+        loss = torch.stack(self._losses).mean()
         self._losses = []
         self._judged = self.guard.judge(loss, self.guard.grad_norm())
         if not self._judged:
@@ -322,8 +359,10 @@ class GuardCallback(pl.Callback):
         self._judged = None
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:  # not trainer.validate()
+            return
         value = trainer.callback_metrics.get(self.monitor)
-        if trainer.sanity_checking or value is None or self.guard is None:
+        if value is None or self.guard is None:
             return
         if self.guard.should_stop(float(value)):
             trainer.should_stop = True

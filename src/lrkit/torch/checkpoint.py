@@ -1,7 +1,7 @@
 """Training checkpoints on disk: written atomically, read back without running any pickled code.
 
-``save_checkpoint`` writes the state dicts of a model, optimizer, scheduler and grad scaler (plus a
-step and a few plain values) through :func:`lrkit.files.atomic_write`, so a crash or SIGKILL at any
+``save_checkpoint`` writes the state dicts of a model, optimizer, scheduler, grad scaler and
+:class:`lrkit.Guard` (plus a step and a few plain values) through :func:`lrkit.files.atomic_write`, so a crash or SIGKILL at any
 moment leaves the previous checkpoint whole. ``load_checkpoint`` reads with
 ``torch.load(weights_only=True)``: a file that carries a pickle payload is refused, not executed.
 """
@@ -22,7 +22,7 @@ from lrkit.files import atomic_write
 
 FORMAT = "lrkit-checkpoint"
 VERSION = 1
-_PARTS = ("model", "optimizer", "scheduler", "scaler")
+_PARTS = ("model", "optimizer", "scheduler", "scaler", "guard")  # loaded in this order: the guard last
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ def save_checkpoint(
     *,
     scheduler: Any = None,
     scaler: Any = None,
+    guard: Any = None,
     step: int = 0,
     extra: Mapping[str, int | float | str | bool] | None = None,
 ) -> Path:
@@ -55,7 +56,7 @@ def save_checkpoint(
                 f"extra must map strings to plain numbers, strings or booleans, got {key!r}: {value!r}"
             )
     payload: dict[str, Any] = {"format": FORMAT, "version": VERSION, "step": step, "extra": extra}
-    for name, part in zip(_PARTS, (model, optimizer, scheduler, scaler), strict=True):
+    for name, part in zip(_PARTS, (model, optimizer, scheduler, scaler, guard), strict=True):
         if part is not None:
             payload[name] = part.state_dict()
     return atomic_write(path, lambda handle: torch.save(payload, handle))
@@ -68,11 +69,15 @@ def load_checkpoint(
     *,
     scheduler: Any = None,
     scaler: Any = None,
+    guard: Any = None,
 ) -> Checkpoint:
-    """Load ``path`` into the given objects; a file that is not a plain lrkit checkpoint is refused."""
+    """Load ``path`` into the given objects; a file that is not a plain lrkit checkpoint is refused.
+
+    A ``guard`` (:class:`lrkit.Guard`) is loaded last, so the snapshot it keeps holds the loaded state.
+    """
     path = Path(path)
     payload = read_checkpoint(path)
-    for name, part in zip(_PARTS, (model, optimizer, scheduler, scaler), strict=True):
+    for name, part in zip(_PARTS, (model, optimizer, scheduler, scaler, guard), strict=True):
         if part is None:
             continue
         if name not in payload:

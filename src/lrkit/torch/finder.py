@@ -29,10 +29,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from lrkit import checks
 from lrkit.suggest import DivergenceWatch, Suggestion, default_window, suggest
 from lrkit.torch.loaders import cycle
+from lrkit.torch.ranks import all_ranks_mean, rank
 from lrkit.torch.snapshot import Snapshot
 from lrkit.trace import Trace, TraceBuilder
 
@@ -77,7 +79,7 @@ class FinderResult:
 
         Under torch.distributed only rank 0 draws; other ranks return ``None``.
         """
-        if _rank() != 0:
+        if rank() != 0:
             return None
         from lrkit.plots import plot_finder, save_figure
 
@@ -163,18 +165,24 @@ def find_lr(
     run = _Run(model, optimizer, loss_fn, precision, scaler, device, accumulation_steps)
     generators = _loader_generators(train_loader) + _loader_generators(val_loader)
     generator_states = [generator.get_state() for generator in generators]
+    kept = _own_workers(train_loader, val_loader)
     try:
         with Snapshot.take(
             model, optimizer, scheduler=scheduler, scaler=scaler, directory=directory
         ):
             torch.manual_seed(seed)
             started = time.perf_counter()
-            trace, stopped = run.sweep(
-                schedule, ratios, train_loader, val_loader, val_batches, stop_on_divergence
-            )
+            with torch.enable_grad():  # the test trains, even when called under torch.no_grad()
+                trace, stopped = run.sweep(
+                    schedule, ratios, train_loader, val_loader, val_batches, stop_on_divergence
+                )
     finally:
         for generator, state in zip(generators, generator_states, strict=True):
             generator.set_state(state)
+        for loader, iterator in kept:
+            if loader._iterator is not None:
+                loader._iterator._shutdown_workers()
+            loader._iterator = iterator
     seconds = time.perf_counter() - started
     trace = trace.replace(
         meta={
@@ -291,7 +299,7 @@ class _Run:
                 loss = loss / self.accumulation_steps
             total += loss.item()
             (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-        total = _all_ranks_mean(total, self.device)
+        (total,) = all_ranks_mean(total, device=self.device)
         if not math.isfinite(total):
             return total
         if self.scaler is not None:
@@ -331,7 +339,8 @@ class _Run:
             loss = self.step(batches)
             val_loss = math.nan
             if val_loader is not None and math.isfinite(loss):
-                val_loss = _all_ranks_mean(self.validate(val_loader, val_batches), self.device)
+                validated = self.validate(val_loader, val_batches)
+                (val_loss,) = all_ranks_mean(validated, device=self.device)
             record.add(step, float(lr), loss, val_loss=val_loss)
             if watch.update(loss):  # divergence is read on the training loss in every mode
                 record.event(step, "diverged", f"loss {loss:.4g} at lr {lr:.3g}")
@@ -371,7 +380,11 @@ def _compute_loss(model: nn.Module, loss_fn: Callable[..., Any] | None, batch: A
                 "or pass a loss_fn"
             )
     if not isinstance(loss, torch.Tensor):
-        raise TypeError(f"the loss must be a single-element tensor, got {type(loss).__name__}")
+        source = "the model" if loss_fn is None else "loss_fn"
+        raise TypeError(
+            f"the loss must be a single-element tensor, got {type(loss).__name__} from {source}; "
+            "return the loss tensor itself (or an output that carries it as .loss or ['loss'])"
+        )
     if loss.numel() != 1:
         raise ValueError(
             f"the loss must be a single-element tensor, got shape {tuple(loss.shape)}; reduce it (e.g. .mean())"
@@ -415,22 +428,17 @@ def _loader_generators(loader: Any) -> list[torch.Generator]:
     return found
 
 
-def _rank() -> int:
-    distributed = torch.distributed
-    return (
-        distributed.get_rank() if distributed.is_available() and distributed.is_initialized() else 0
-    )
-
-
-def _all_ranks_mean(value: float, device: torch.device) -> float:
-    """The value averaged over every rank under torch.distributed, so all ranks see one curve."""
-    distributed = torch.distributed
-    if not (distributed.is_available() and distributed.is_initialized()):
-        return value
-    backend_device = device if distributed.get_backend() == "nccl" else torch.device("cpu")
-    tensor = torch.tensor([value], dtype=torch.float64, device=backend_device)
-    distributed.all_reduce(tensor)
-    return float(tensor.item()) / distributed.get_world_size()
+def _own_workers(*loaders: Any) -> list[tuple[DataLoader, Any]]:
+    """Set aside the worker processes of loaders that keep theirs (``persistent_workers``), so the
+    test starts its own: yours are neither reset nor advanced (nor their RNG), and the next epoch
+    starts fresh workers from the rewound generator as it would have. Returns what to put back."""
+    kept: list[tuple[DataLoader, Any]] = []
+    for loader in loaders:
+        persistent = isinstance(loader, DataLoader) and loader.persistent_workers
+        if persistent and all(loader is not k for k, _ in kept):
+            kept.append((loader, loader._iterator))
+            loader._iterator = None
+    return kept
 
 
 def _check_objects(model, optimizer, loss_fn, train_loader, val_loader) -> None:
@@ -440,6 +448,7 @@ def _check_objects(model, optimizer, loss_fn, train_loader, val_loader) -> None:
         raise TypeError(
             f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
         )
+    checks.steps_without_closure(optimizer, "the range test steps it once per batch")
     if loss_fn is not None and not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable or None, got {type(loss_fn).__name__}")
     for name, loader in (("train_loader", train_loader), ("val_loader", val_loader)):

@@ -8,6 +8,8 @@ also read by :func:`lrkit.diagnose` every so many steps, and a ``too_high`` or `
 cuts the LR (a rate too high rarely spikes: more often the loss stalls, swings or creeps back up).
 Too many rollbacks without progress stop the run with :class:`GuardStop`. ``should_stop(val_loss)``
 adds early stopping that restores the best weights.
+Under torch.distributed the guard judges the losses and gradient norm averaged over the ranks, so
+every rank skips, rolls back and stops at the same step and the replicas stay equal.
 Every event goes to the run's Trace and to the ``lrkit.guard`` logger. The Lightning and Hugging
 Face callbacks drive the same object through :meth:`Guard.judge` and :meth:`Guard.applied`.
 """
@@ -24,16 +26,21 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.amp.grad_scaler import OptState
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from lrkit import checks
 from lrkit.diagnosis import diagnose
 from lrkit.spikes import Baseline, SpikeRule, SpikeState, Verdict
+from lrkit.torch.ranks import all_ranks_mean, distributed, rank
 from lrkit.torch.scheduler import ScheduleLR
 from lrkit.torch.snapshot import Snapshot
 from lrkit.trace import Trace, TraceBuilder
 
 logger = logging.getLogger("lrkit.guard")
 _BUILT_BY_CALLBACKS = ("model", "optimizer", "scheduler", "scaler")  # what a framework supplies
+_COUNTERS = ("steps", "skipped", "rollbacks", "lr_scale", "best_val_loss")  # state_dict's public part
+_INNER_COUNTERS = ("applied", "since_best", "skip_left", "nonfinite_streak")
 
 
 class GuardStop(RuntimeError):
@@ -91,6 +98,7 @@ class Guard:
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        checks.steps_without_closure(optimizer, "the guard steps it once per batch")
         if rule is not None and not isinstance(rule, SpikeRule):
             raise TypeError(f"rule must be a lrkit.spikes.SpikeRule or None, got {type(rule).__name__}")
         if trace is not None and not isinstance(trace, TraceBuilder):
@@ -149,9 +157,11 @@ class Guard:
         Returns whether the step was applied. Call after ``loss.backward()``, instead of
         ``optimizer.step()`` and ``scheduler.step()``. ``loss`` is the unscaled loss (with a
         GradScaler) of the whole step (with gradient accumulation, the mean over its micro-batches).
+        Gradients you unscaled already (``scaler.unscale_``, to clip them) are not unscaled again; a
+        ``ReduceLROnPlateau`` is not stepped here: it needs your metric.
         """
         loss_value = _number("loss", loss)  # before the scaler unscales: a refused loss changes nothing
-        if self.scaler is not None:
+        if self.scaler is not None and not _unscaled(self.scaler, self.optimizer):  # you may have, to clip
             self.scaler.unscale_(self.optimizer)
         norm, rollbacks = self.grad_norm(), self.rollbacks
         if not self.judge(loss_value, norm):  # a rollback (or GuardStop) restored the snapshot's scaler
@@ -163,8 +173,8 @@ class Guard:
             self.scaler.update()
         else:
             self.optimizer.step()
-        if self.scheduler is not None:
-            self.scheduler.step()
+        if self.scheduler is not None and not isinstance(self.scheduler, ReduceLROnPlateau):
+            self.scheduler.step()  # ReduceLROnPlateau needs your metric: you step it
         self.applied()
         return True
 
@@ -173,7 +183,7 @@ class Guard:
 
         The best weights are kept as a snapshot and restored when this returns True.
         """
-        val_loss = _number("val_loss", val_loss)
+        (val_loss,) = all_ranks_mean(_number("val_loss", val_loss))
         if len(self.record):
             self.record.set_val_loss(val_loss)
         if math.isfinite(val_loss) and val_loss < self.best_val_loss - self.min_delta:
@@ -185,19 +195,62 @@ class Guard:
         self._since_best += 1
         if self.patience is None or self._since_best < self.patience:
             return False
-        self.restore_best()
+        restored = "best weights restored"
+        if self._best is None:  # the best came before load_state_dict: its weights were not saved
+            restored = "the best weights came before the resume and were not kept: the model keeps its last"
+        else:
+            self.restore_best()
         self._event(
             "early_stop",
             f"val_loss {val_loss:.4g} not below the best {self.best_val_loss:.4g} for "
-            f"{self._since_best} validations; best weights restored",
+            f"{self._since_best} validations; {restored}",
         )
         return True
 
     def restore_best(self) -> None:
         """Put back the weights (and optimizer state) of the best validation loss seen so far."""
         if self._best is None:
+            if math.isfinite(self.best_val_loss):
+                raise RuntimeError(
+                    f"the best weights (val_loss {self.best_val_loss:.4g}) came before load_state_dict "
+                    "and were not saved with the guard's state"
+                )
             raise RuntimeError("no validation loss was recorded yet; call should_stop(val_loss) first")
         self._best.restore()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The guard's memory, to checkpoint beside the model's: counters, the LR scale, the spike
+        rule's recent losses, early stopping's best loss and patience. Plain numbers: no snapshot."""
+        rule = self._rule_state
+        return {
+            **{name: getattr(self, name) for name in _COUNTERS},
+            **{name: getattr(self, f"_{name}") for name in _INNER_COUNTERS},
+            "recent": list(rule.recent),
+            "accepted": rule.accepted,
+            "streak": rule.streak,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Go on from a :meth:`state_dict`. Call it after loading the model, optimizer and scheduler
+        (their LRs hold the guard's cuts): the guard keeps a fresh snapshot of that state to roll back
+        to. The best weights of early stopping are not in it; the best loss and patience are."""
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict from Guard.state_dict(), got {type(state).__name__}")
+        expected = {*_COUNTERS, *_INNER_COUNTERS, "recent", "accepted", "streak"}
+        if missing := sorted(expected - state.keys()):
+            raise ValueError(f"state must come from Guard.state_dict(); it lacks {', '.join(missing)}")
+        for name in _COUNTERS:
+            setattr(self, name, state[name])
+        for name in _INNER_COUNTERS:
+            setattr(self, f"_{name}", state[name])
+        recent = tuple(float(loss) for loss in state["recent"])
+        self._rule_state = SpikeState(recent, int(state["accepted"]), int(state["streak"]), tuple(sorted(recent)))
+        if self._best is not None:
+            self._best.discard()
+            self._best = None
+        self._good.snapshot.discard()
+        self._good, self._failed_rollbacks = self._save(), 0  # rollbacks count per snapshot
+        self._watch_from = len(self.record)
 
     def close(self) -> None:
         """Delete the snapshots the guard keeps on disk (with ``directory``); the guard cannot roll
@@ -239,6 +292,7 @@ class Guard:
         grads = [p.grad for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
         if not grads:
             return None
+        grads = [g.coalesce().values() if g.is_sparse else g for g in grads]  # nn.Embedding(sparse=True)
         # in float32: the norm of finite float16 gradients can pass float16's largest value, 65504
         try:  # one fused kernel, a few times cheaper than get_total_norm's grouping on small models
             return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, dtype=torch.float32))))
@@ -258,6 +312,8 @@ class Guard:
         loss_value = _number("loss", loss)
         step, self.steps = self.steps, self.steps + 1
         norm = math.nan if grad_norm is None else _number("grad_norm", grad_norm)
+        if distributed():  # every rank judges the mean, so all take the same decision
+            loss_value, norm = all_ranks_mean(loss_value, norm)
         self.record.add(step, self._lr(), loss_value, grad_norm=norm)
         if self._skip_left:
             self._skip_left -= 1
@@ -296,7 +352,8 @@ class Guard:
         optimizer step; :meth:`release_schedule` puts the remembered state back.
         """
         state = None if self.scheduler is None else copy.deepcopy(self.scheduler.state_dict())
-        self._held = (state, [group["lr"] for group in self.optimizer.param_groups])
+        lrs = [group["lr"] for group in self.optimizer.param_groups]
+        self._held = (state, [lr.clone() if isinstance(lr, torch.Tensor) else lr for lr in lrs])
 
     def release_schedule(self) -> None:
         """Undo any scheduler step since :meth:`hold_schedule` (does nothing if nothing is held)."""
@@ -307,7 +364,10 @@ class Guard:
         if state is not None:
             self.scheduler.load_state_dict(state)
         for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
-            group["lr"] = lr
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].copy_(lr)  # a tensor LR (fused, capturable) is changed in place by schedulers
+            else:
+                group["lr"] = lr
 
     # --- internals -------------------------------------------------------------------------
 
@@ -397,8 +457,9 @@ class Guard:
     def _event(self, kind: str, detail: str) -> None:
         step = max(self.steps - 1, 0)
         self.record.event(step, kind, detail)
-        level = logging.INFO if kind == "early_stop" else logging.WARNING
-        logger.log(level, "step %d: %s: %s", step, kind, detail)
+        if rank() == 0:  # under torch.distributed every rank takes the same step; one tells
+            level = logging.INFO if kind == "early_stop" else logging.WARNING
+            logger.log(level, "step %d: %s: %s", step, kind, detail)
 
 
 def _number(name: str, value: object) -> float:
@@ -415,6 +476,12 @@ def _number(name: str, value: object) -> float:
     if not checks.is_real(value):
         raise TypeError(f"{allowed}, got {value!r} ({type(value).__name__})")
     return float(value)
+
+
+def _unscaled(scaler: Any, optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``scaler.unscale_(optimizer)`` already ran this step (a second call raises)."""
+    states = getattr(scaler, "_per_optimizer_states", None)  # torch keeps no public flag
+    return isinstance(states, dict) and states.get(id(optimizer), {}).get("stage") is OptState.UNSCALED
 
 
 def _wrapped(optimizer: Any) -> list[Any]:
@@ -444,7 +511,7 @@ def _scale_lrs(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) 
             elif isinstance(value, int | float):
                 group[key] = value * factor
     for inner in _schedulers(scheduler):
-        for name in ("base_lrs", "max_lrs", "min_lrs"):
+        for name in ("base_lrs", "max_lrs", "min_lrs", "_last_lr"):  # _last_lr: what get_last_lr() logs
             if isinstance(getattr(inner, name, None), list):
                 setattr(inner, name, [lr * factor for lr in getattr(inner, name)])
         if isinstance(getattr(inner, "eta_min", None), int | float):  # the cosine schedulers' floor

@@ -1,0 +1,149 @@
+"""The guard under torch.distributed: every rank judges the same numbers and takes the same steps.
+
+Two processes with the gloo backend on CPU train one DistributedDataParallel model, each on its
+own data; a spike in one rank's loss alone must roll back both ranks, or the replicas split.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import timedelta
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lrkit import Guard
+from lrkit.integrations.lightning import GuardCallback
+
+
+class _Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _worker(rank: int, world: int, init_file: str, out: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world, timeout=timedelta(seconds=120)
+    )
+    kept = _Kept()
+    logging.getLogger("lrkit.guard").addHandler(kept)
+    try:
+        torch.manual_seed(0)
+        model = nn.parallel.DistributedDataParallel(nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1)))
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (1 + 0.01 * step))
+        guard = Guard(model, optimizer, scheduler=scheduler, snapshot_every=20, skip_batches=5)
+        generator = torch.Generator().manual_seed(100 + rank)  # each rank sees its own data
+        losses = []
+        for step in range(90):
+            x = torch.randn(32, 4, generator=generator)
+            optimizer.zero_grad()
+            loss = nn.functional.mse_loss(model(x), x.sum(dim=1, keepdim=True))
+            if rank == 1 and 60 <= step < 63:
+                loss = loss * 1e4  # a spike in this rank's batches only
+            loss.backward()
+            losses.append(loss.item())
+            guard.step(loss)
+        stops = [guard.should_stop(value) for value in ([1.0, 0.9, 0.95, 0.96] if rank == 0 else [1.0, 1.1, 0.8, 0.85])]
+        report = {
+            "params": [p.detach().clone() for p in model.parameters()],
+            "judged": guard.trace.loss.tolist(),
+            "local": losses,
+            "events": [(event.step, event.kind) for event in guard.trace.events],
+            "rollbacks": guard.rollbacks,
+            "lr": optimizer.param_groups[0]["lr"],
+            "stops": stops,
+            "best_val_loss": guard.best_val_loss,
+            "logged": len(kept.messages),
+        }
+        torch.save(report, f"{out}/{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.timeout(300)
+def test_a_spike_on_one_rank_rolls_back_every_rank_and_the_replicas_stay_equal(tmp_path: Path):
+    # spawn, not fork: forking a parent whose other threads (JAX, OpenMP) hold locks can deadlock
+    torch.multiprocessing.start_processes(
+        _worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, start_method="spawn"
+    )
+    first, second = (torch.load(tmp_path / f"{rank}.pt", weights_only=True) for rank in (0, 1))
+    assert first["rollbacks"] == second["rollbacks"] == 1
+    assert first["events"] == second["events"] and first["events"][0][1] == "rollback"
+    assert all(torch.equal(a, b) for a, b in zip(first["params"], second["params"], strict=True))
+    assert first["lr"] == second["lr"]
+    # both judged the mean of the ranks' losses
+    assert first["judged"] == second["judged"]
+    mean = [(a + b) / 2 for a, b in zip(first["local"], second["local"], strict=True)]
+    assert all(math.isclose(a, b, rel_tol=1e-6) for a, b in zip(first["judged"], mean, strict=True))
+    # validation losses are averaged too: one early-stopping decision and one best
+    assert first["stops"] == second["stops"] == [False, False, False, False]
+    assert first["best_val_loss"] == second["best_val_loss"] == pytest.approx(0.875)
+    assert first["logged"] >= 1 and second["logged"] == 0  # rank 0 tells, once
+
+
+class _Spiking(pl.LightningModule):
+    """A classifier whose rank-1 loss is 1e4x too large for three steps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 3))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = nn.functional.cross_entropy(self.net(x), y)
+        if self.global_rank == 1 and 30 <= self.global_step < 33:
+            loss = loss * 1e4
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-2)
+
+
+class _RankReport(pl.Callback):
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def on_train_end(self, trainer, module):
+        guard = next(c for c in trainer.callbacks if isinstance(c, GuardCallback)).guard
+        report = {
+            "params": [p.detach().clone() for p in module.parameters()],
+            "events": [(event.step, event.kind) for event in guard.trace.events],
+            "judged": guard.trace.loss.tolist(),
+        }
+        torch.save(report, self.folder / f"lightning{trainer.global_rank}.pt")
+
+
+@pytest.mark.timeout(180)
+def test_the_lightning_callback_under_ddp_rolls_back_every_rank_together(tmp_path: Path):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(1024, 10, generator=generator)
+    y = (x[:, :3].sum(1) > 0).long() + (x[:, 3] > 1).long()
+    loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True, generator=generator)
+    sharing = torch.multiprocessing.get_sharing_strategy()
+    torch.multiprocessing.set_sharing_strategy("file_system")  # some sandboxes refuse shared-memory files
+    try:
+        pl.Trainer(
+            max_steps=50, accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False,
+            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+            callbacks=[GuardCallback(snapshot_every=10, skip_batches=3), _RankReport(tmp_path)],
+        ).fit(_Spiking(), loader)
+    finally:
+        torch.multiprocessing.set_sharing_strategy(sharing)
+    first, second = (torch.load(tmp_path / f"lightning{rank}.pt", weights_only=True) for rank in (0, 1))
+    assert [kind for _, kind in first["events"]] == ["rollback"]
+    assert first["events"] == second["events"] and first["judged"] == second["judged"]
+    assert all(torch.equal(a, b) for a, b in zip(first["params"], second["params"], strict=True))
