@@ -7,7 +7,9 @@ failed never does. Time comes from each run's measured seconds per step (``trace
 over its steps, or ``meta["seconds_per_step"]``, which ``read_log`` sets from a log's own clock and
 names in ``meta["time_source"]``); two runs of the same task (``meta["task"]``)
 share the mean of their rates, since one model's step costs the same at any LR and a difference is
-timing noise. Steps spent choosing the rate (a range test) are charged to the chosen run.
+timing noise. Steps spent choosing the rate (a range test) are charged to the chosen run. The
+default target is the higher of the two runs' final levels (the mean over their last 10 steps, or
+last 3 logged rows in a sparse log).
 """
 
 from __future__ import annotations
@@ -20,24 +22,29 @@ from lrkit import checks
 from lrkit.trace import Trace
 
 WINDOW = 10  # steps in the moving mean that decides when a target is reached
+FINAL_ROWS = 3  # logged rows the final level holds at least, so one lucky last row sets no target
 
 
-def moving_mean(loss: np.ndarray, window: int = WINDOW, *, step: np.ndarray | None = None) -> np.ndarray:
-    """Mean of the finite losses logged over the last ``window`` steps at each row (fewer at the
-    start); NaN where the loss itself is not finite.
+def moving_mean(
+    loss: np.ndarray, window: int = WINDOW, *, step: np.ndarray | None = None, rows: int = 1
+) -> np.ndarray:
+    """Mean of the finite losses logged over the last ``window`` steps at each row, or over its last
+    ``rows`` rows where those span more steps (fewer at the start); NaN where the loss itself is not
+    finite.
 
     ``step`` is each row's step (default: one row a step), so a log written every 10 steps is
     averaged over the same stretch of training as one written every step. A non-finite loss is left
     out of the later means: a guarded run that skipped one NaN step goes on being judged.
     """
     window = checks.integer("window", window, minimum=1)
+    rows = checks.integer("rows", rows, minimum=1)
     loss = np.asarray(loss, dtype=float)
     step = np.arange(len(loss)) if step is None else np.asarray(step, dtype=float)
     finite = np.isfinite(loss)
     sums = np.concatenate([[0.0], np.cumsum(np.where(finite, loss, 0.0))])
     counts = np.concatenate([[0], np.cumsum(finite)])
     index = np.arange(len(loss))
-    low = np.searchsorted(step, step - window, side="right")  # first row inside the window
+    low = np.minimum(np.searchsorted(step, step - window, side="right"), np.maximum(index - rows + 1, 0))
     with np.errstate(invalid="ignore", divide="ignore"):
         means = (sums[index + 1] - sums[low]) / (counts[index + 1] - counts[low])
     return np.where(finite, means, np.nan)
@@ -147,6 +154,8 @@ class CostComparison:
     baseline: RunCost
     search_steps: int = 0
     price_per_gpu_hour: float | None = None
+    target_given: bool = True  # False: chosen by lrkit (the higher of the two runs' final moving means)
+    loss_columns: tuple[str | None, str | None] = (None, None)  # the log column each run was judged on
 
     @property
     def at_least(self) -> bool:
@@ -213,6 +222,7 @@ def compare_cost(
     search_steps = checks.integer("search_steps", search_steps, minimum=0)
     if price_per_gpu_hour is not None:
         price_per_gpu_hour = checks.non_negative("price_per_gpu_hour", price_per_gpu_hour)
+    target_given = target_loss is not None
     if target_loss is None:
         target_loss = _shared_final(chosen, baseline, window)
     target_loss = checks.finite("target_loss", target_loss)
@@ -225,11 +235,27 @@ def compare_cost(
         reached = steps_to_reach(trace, target_loss, window=window)
         run_steps = steps_through(trace, len(trace) - 1) if len(trace) else 0
         costs.append(RunCost(reached, run_steps, rate, failure(trace, window), time_source(trace)))
-    return CostComparison(target_loss, costs[0], costs[1], search_steps, price_per_gpu_hour)
+    columns = (loss_column(chosen), loss_column(baseline))
+    return CostComparison(
+        target_loss, costs[0], costs[1], search_steps, price_per_gpu_hour, target_given, columns
+    )
+
+
+def loss_column(trace: Trace) -> str | None:
+    """The log column ``read_log`` took the trace's loss from (``meta["columns"]["loss"]``), if known."""
+    columns = trace.meta.get("columns")
+    column = columns.get("loss") if isinstance(columns, dict) else None
+    return None if column is None else str(column)
 
 
 def _shared_final(chosen: Trace, baseline: Trace, window: int) -> float:
-    finals = [float(smoothed_loss(trace, window)[-1]) for trace in (chosen, baseline) if not failure(trace, window)]
+    finals = [_final(trace, window) for trace in (chosen, baseline) if not failure(trace, window)]
     if not finals:
         raise ValueError("target_loss cannot be chosen: neither run ended below where it began; pass target_loss")
     return max(finals)
+
+
+def _final(trace: Trace, window: int) -> float:
+    """Where a run ended: the mean of its losses over its last ``window`` steps, or its last
+    ``FINAL_ROWS`` rows where those span more (a log written every N steps)."""
+    return float(moving_mean(trace.loss, window, step=trace.step, rows=FINAL_ROWS)[-1])

@@ -142,6 +142,7 @@ def cost_fields(c: CostComparison) -> dict[str, Any]:
     """The cost comparison as ``--json`` prints it (docs/report.md lists the keys)."""
     return {
         "target_loss": c.target_loss,
+        "target_given": c.target_given,
         "chosen": {**asdict(c.chosen), "seconds": c.chosen.seconds},
         "baseline": {**asdict(c.baseline), "seconds": c.baseline.seconds},
         "search_steps": c.search_steps,

@@ -36,7 +36,9 @@ def plot_cost(
     if len(finite) and finite.min() > 0 and finite.max() / finite.min() > 20:
         ax.set_yscale("log")
     ax.set_xlabel("training step")
-    ax.set_ylabel("training loss (moving mean bold)")
+    columns = {column or "loss" for column in comparison.loss_columns}
+    measure = columns.pop() if len(columns) == 1 and columns != {"loss"} else "training loss"
+    ax.set_ylabel(f"{measure} (moving mean bold)")  # the column judged, when a log named one (val_loss, say)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=9)
     ax.set_title("steps to reach the target loss")

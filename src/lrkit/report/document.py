@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
 from lrkit import checks
-from lrkit.cost import CostComparison, RunCost, compare_cost
+from lrkit.cost import CostComparison, RunCost, compare_cost, steps_through
 from lrkit.diagnosis import MIN_POINTS, Diagnosis, diagnose
 from lrkit.plots import plot_diagnosis, plot_finder, plot_schedule, plot_traces
 from lrkit.plots.cost import plot_cost
@@ -200,7 +201,7 @@ def _summary(
 
 def _range_test_section(test: RangeTest) -> str:
     found = test.suggestion
-    rows = [("steps spent", str(len(test.trace)))]
+    rows = [("steps spent", str(search_steps(test.trace)))]
     if found.lr is not None:
         rows.append(("suggested LR", f"{found.lr:.3g}"))
     if found.range is not None:
@@ -290,19 +291,37 @@ def compare_runs(
         chosen,
         baseline,
         target_loss=target_loss,
-        search_steps=0 if finder is None else len(finder),
+        search_steps=0 if finder is None else search_steps(finder),
         price_per_gpu_hour=price_per_gpu_hour,
     )
 
 
+def search_steps(finder: Trace) -> int:
+    """Steps a range test trained, by its step column (a log written every N steps counts N a row)."""
+    return steps_through(finder, len(finder) - 1) if len(finder) else 0
+
+
+def measured_on(c: CostComparison) -> str:
+    """Which log column the target loss was judged on, when it is not plainly ``loss`` (a
+    validation loss, say), as "the 'val_loss' column"; "" otherwise."""
+    chosen, baseline = c.loss_columns
+    if {chosen, baseline} <= {None, "loss"}:
+        return ""
+    if chosen == baseline:
+        return f"the {chosen!r} column"
+    return f"the {chosen or 'loss'!r} column for the chosen run, {baseline or 'loss'!r} for the baseline"
+
+
 def cost_sentence(c: CostComparison, chosen: str, baseline: str) -> str:
     """The summary's line on cost: where the chosen run got to, against the baseline."""
+    column = measured_on(c)
+    loss = f"loss {c.target_loss:.3g}" + (f" ({column})" if column else "")
     if c.chosen_total_steps is None:
         why = "" if c.chosen.failure is None else f" ({c.chosen.failure})"
-        return f"{chosen} never reached loss {c.target_loss:.3g}{why}: it saves nothing"
+        return f"{chosen} never reached {loss}{why}: it saves nothing ({_never_against(c, chosen, baseline)})"
     against = f"{c.baseline_steps} for {baseline}" + (" (which never got there)" if c.at_least else "")
     text = (
-        f"{chosen} reaches loss {c.target_loss:.3g} in {c.chosen_total_steps} steps"
+        f"{chosen} reaches {loss} in {c.chosen_total_steps} steps"
         + (" (range test included)" if c.search_steps else "")
         + f" against {against}: {_saved(c.steps_saved, c.at_least, f'{abs(c.steps_saved)} steps')}"
     )
@@ -310,6 +329,19 @@ def cost_sentence(c: CostComparison, chosen: str, baseline: str) -> str:
         text += f", {_saved(c.seconds_saved, c.at_least, duration(abs(c.seconds_saved)))}"
     if c.money_saved is not None:
         text += f", {_saved(c.money_saved, c.at_least, f'{abs(c.money_saved):.4g}')} at {c.price_per_gpu_hour:g} per GPU-hour"
+    return text
+
+
+def _never_against(c: CostComparison, chosen: str, baseline: str) -> str:
+    """When the chosen run never reached the target: what the baseline did, and how much more the
+    choice cost when that is known (it ran, range test included, past the baseline's steps)."""
+    ran = c.chosen.run_steps + c.search_steps
+    tried = f"{chosen} did not in {ran} steps" + (" (range test included)" if c.search_steps else "")
+    if c.baseline.steps is None:
+        return f"neither did {baseline}, in {c.baseline.run_steps} steps; {tried}"
+    text = f"{baseline} got there in {c.baseline.steps} steps; {tried}"
+    if ran >= c.baseline.steps:
+        text += f": at least {ran - c.baseline.steps} steps more"
     return text
 
 
@@ -337,21 +369,26 @@ def _bound(value: float, at_least: bool) -> str:
 
 def _cost_section(chosen: Run, baseline: Run, comparison: CostComparison) -> str:
     c = comparison
+    basis = "given" if c.target_given else "chosen by lrkit: the higher of the two runs' final levels"
     rows = [
         ("target loss", f"{c.target_loss:.4g}"),
-        (f"steps to target, {chosen.label}", _to_target(c.chosen)),
+        ("target set how", basis),
+        *([("loss judged on", measured_on(c))] if measured_on(c) else []),
+        (f"steps to target, {chosen.label}", _to_target(c.chosen, whole_run=True)),
         (f"steps to target, {baseline.label}", _to_target(c.baseline, whole_run=True)),
         ("steps spent choosing (range test)", str(c.search_steps)),
     ]
     saved = c.steps_saved
     if saved is None:
-        rows.append(("steps saved", f"none: {chosen.label} never reached the target"))
+        against = _never_against(c, chosen.label, baseline.label)
+        rows.append(("steps saved", f"none: {chosen.label} never reached the target ({against})"))
     else:
         bound = _bound(saved, c.at_least)
         speed = f"{c.speedup:.2f}x faster" if c.speedup >= 1 else f"{1 / c.speedup:.2f}x slower"
         rows.append(_saving_row("steps", saved, f"{bound}{abs(saved)} ({bound}{speed})"))
     if c.seconds_saved is not None:
-        amount = f"{duration(abs(c.seconds_saved))} ({abs(c.gpu_hours_saved):.3g} GPU-hours)"
+        hours = f"{abs(c.gpu_hours_saved):.3g} GPU-hours, counting one GPU per run"
+        amount = f"{duration(abs(c.seconds_saved))} ({hours})"
         rows.append(_saving_row("time", c.seconds_saved, _bound(c.seconds_saved, c.at_least) + amount))
     elif saved is not None:
         rows.append(("time saved", f"unknown: {NO_TIME}{time_problems((run.label, run.trace) for run in (chosen, baseline))}"))
@@ -383,7 +420,10 @@ def _to_target(cost: RunCost, *, whole_run: bool = False) -> str:
     if cost.steps is None:
         why = "" if cost.failure is None else f"; {cost.failure}"
         return f"never (in {cost.run_steps} steps{why})" if whole_run or why else "never"
-    return str(cost.steps) + ("" if cost.seconds is None else f" ({cost.seconds:.3g} s)")
+    if cost.seconds is None:
+        return str(cost.steps)
+    # hours of training read as hours, not "3.6e+04 s"; under a second stays in seconds
+    return f"{cost.steps} ({duration(cost.seconds) if cost.seconds >= 1 else f'{cost.seconds:.3g} s'})"
 
 
 def rate_note(c: CostComparison, chosen: str, baseline: str) -> str | None:
@@ -391,7 +431,7 @@ def rate_note(c: CostComparison, chosen: str, baseline: str) -> str | None:
     log's own clock, or the time the run recorded), so the sums can be checked."""
     runs = ((chosen, c.chosen), (baseline, c.baseline))
     rates = c.chosen.seconds_per_step, c.baseline.seconds_per_step
-    if rates[0] is not None and rates[0] == rates[1]:
+    if rates[0] is not None and rates[1] is not None and math.isclose(rates[0], rates[1], rel_tol=1e-9):
         text = f"Time at {duration(rates[0])} per step for both runs, as measured."
     else:
         known = [f"{duration(cost.seconds_per_step)} per step for {label}" for label, cost in runs
