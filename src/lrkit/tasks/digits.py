@@ -14,7 +14,7 @@ from torch import nn
 
 from lrkit.files import atomic_write
 from lrkit.tasks.loading import accuracy, cross_entropy, tensor_loaders
-from lrkit.tasks.registry import Loaders, Task, register
+from lrkit.tasks.registry import Loaders, Task, callers_rng_kept, register
 
 SPLIT_SEED = 0  # the train/validation split never changes; the run seed drives init and order
 
@@ -126,29 +126,34 @@ def cache_dir() -> Path:
 
 def _pretrain_body() -> dict[str, torch.Tensor]:
     """Train the MLP body on digits 0-4 with a fixed seed; the same weights on every call."""
+    from lrkit.tasks.training import torch_threads
+
     x, y = _digits()
     train, val = _split(keep=y < 5)
-    torch.manual_seed(1234)
-    body = _mlp_body()
-    model = nn.Sequential(body, nn.Linear(128, 5))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loader, _ = tensor_loaders(train, val, batch_size=64, seed=1234)
-    step = 0
-    while step < PRETRAIN_STEPS:
-        for batch in loader:
-            optimizer.zero_grad()
-            cross_entropy(model, batch).backward()
-            optimizer.step()
-            step += 1
-            if step == PRETRAIN_STEPS:
-                break
+    # one intra-op thread, as lrkit.tasks.train pins: the sums, so the weights, depend on the count,
+    # and the cached body must not depend on the thread setting of whoever made it first
+    with callers_rng_kept(), torch_threads(1):
+        torch.manual_seed(1234)
+        body = _mlp_body()
+        model = nn.Sequential(body, nn.Linear(128, 5))
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        loader, _ = tensor_loaders(train, val, batch_size=64, seed=1234)
+        step = 0
+        while step < PRETRAIN_STEPS:
+            for batch in loader:
+                optimizer.zero_grad()
+                cross_entropy(model, batch).backward()
+                optimizer.step()
+                step += 1
+                if step == PRETRAIN_STEPS:
+                    break
     return {name: tensor.detach().clone() for name, tensor in body.state_dict().items()}
 
 
 @functools.cache
 def pretrained_body_state() -> dict[str, torch.Tensor]:
     """The pre-trained body weights, made by the code once and cached on disk (weights only)."""
-    path = cache_dir() / f"finetune-digits-body-v1-{torch.__version__.split('+')[0]}.pt"
+    path = cache_dir() / f"finetune-digits-body-v2-{torch.__version__.split('+')[0]}.pt"
     if path.exists():
         try:
             return torch.load(path, weights_only=True)
@@ -160,7 +165,7 @@ def pretrained_body_state() -> dict[str, torch.Tensor]:
 
 
 def _finetune_model(seed: int) -> nn.Module:
-    pretrained = pretrained_body_state()  # first, since making it reseeds torch
+    pretrained = pretrained_body_state()  # first, since making it draws from torch's RNG
     torch.manual_seed(seed)
     body = _mlp_body()
     body.load_state_dict(pretrained)

@@ -7,7 +7,8 @@ a loss, train and validation loaders, a step budget, an optional schedule and a 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -55,6 +56,15 @@ class Task:
         if self.make_schedule is None:
             return None
         return self.make_schedule(checks.positive("lr", lr), steps or self.steps)
+
+
+@contextmanager
+def callers_rng_kept() -> Iterator[None]:
+    """Let the body seed and draw from torch's RNG, then put the caller's state back (the CPU
+    generator, and every CUDA device's once CUDA is in use)."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        yield
 
 
 _TASKS: dict[str, Task] = {}

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from lrkit import checks
-from lrkit.tasks.registry import Task, get_task
+from lrkit.tasks.registry import Task, callers_rng_kept, get_task
 from lrkit.torch.loaders import cycle
 from lrkit.trace import Trace, TraceBuilder
 
@@ -97,20 +97,21 @@ def train(
     The run stops early once the loss is not finite. ``on_step(step, loss)`` is called after each
     step; ``on_eval(step, val_loss)`` after each evaluation (raise from it to stop, as an Optuna
     pruner does). ``threads`` pins torch's intra-op threads for the run (1 is fastest for these
-    small models and keeps runs comparable); ``None`` leaves the setting alone.
+    small models and keeps runs comparable); ``None`` leaves the setting alone. The caller's torch
+    RNG state is the same afterwards.
     """
     task = get_task(task) if isinstance(task, str) else task
     lr = checks.positive("lr", lr)
     seed = checks.integer("seed", seed)
     steps = task.steps if steps is None else checks.integer("steps", steps, minimum=1)
     eval_every = checks.integer("eval_every", eval_every or max(1, steps // 10), minimum=1)
-    with torch_threads(threads):
+    with torch_threads(threads), callers_rng_kept():  # the caller's RNG comes back as it was
         return _train(task, lr, seed, steps, eval_every, on_step, on_eval)
 
 
 def _train(task, lr, seed, steps, eval_every, on_step, on_eval) -> TrainResult:
     started = time.perf_counter()
-    model = task.model(seed)
+    model = task.model(seed)  # seeds torch's RNG: what the run draws (dropout) follows from the seed
     optimizer = task.optimizer(model.parameters(), lr)
     schedule = task.schedule(lr, steps)
     train_loader, val_loader = task.loaders(seed)

@@ -244,13 +244,14 @@ def find_task_lr(
     :func:`find_lr` (``steps`` overrides the budget). ``threads`` pins torch's intra-op threads.
     """
     from lrkit.tasks import get_task
+    from lrkit.tasks.registry import callers_rng_kept
     from lrkit.tasks.training import torch_threads
 
     task = get_task(task) if isinstance(task, str) else task
     budget = checks.in_range("budget", budget, 0.0, 1.0, low_open=True)
     seed = checks.integer("seed", seed)
     options.setdefault("steps", max(2, int(budget * task.steps)))
-    with torch_threads(threads):
+    with torch_threads(threads), callers_rng_kept():  # making the model seeds torch's RNG
         model = task.model(seed)
         optimizer = task.optimizer(model.parameters(), task.default_lr)
         train_loader, val_loader = task.loaders(seed)

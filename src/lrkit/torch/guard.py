@@ -266,13 +266,15 @@ class Guard:
         self.close()
 
     def rewind(self) -> int:
-        """Go back to the last good snapshot (weights, optimizer, schedule, RNG) and nothing else.
+        """Go back to the last good snapshot (weights, optimizer, schedule, RNG) and nothing else;
+        the gradients are cleared (the snapshot holds those of the step before it).
 
         Returns the step the snapshot was taken after; replaying the batches from there reproduces
         the run exactly. A spike does the same, then cuts the LR and skips batches.
         """
         good = self._good
         good.snapshot.restore()
+        self.optimizer.zero_grad(set_to_none=True)
         self._rule_state, self._applied = good.rule_state, good.applied
         return good.step
 
