@@ -88,7 +88,7 @@ def test_a_slower_choice_is_reported_as_steps_and_money_more_not_negative_saving
     extra = -cost.steps_saved
     assert extra > 0
     section = cost_section(page)
-    assert f"<th>extra steps</th><td>{extra} ({1 / cost.speedup:.2f}x slower)</td>" in section
+    assert f"<th>extra steps</th><td>{extra} ({1 / cost.speedup:.2f}x more steps)</td>" in section
     assert f"<th>extra time</th><td>{extra * 0.01:.3g} s" in section
     assert f"<th>extra cost</th><td>{extra * 0.01 / 3600 * 3:.4g} at 3 per GPU-hour</td>" in section
     assert f"against {cost.baseline_steps} for fast: {extra} steps more" in page

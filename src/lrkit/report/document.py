@@ -384,7 +384,8 @@ def _cost_section(chosen: Run, baseline: Run, comparison: CostComparison) -> str
         rows.append(("steps saved", f"none: {chosen.label} never reached the target ({against})"))
     else:
         bound = _bound(saved, c.at_least)
-        speed = f"{c.speedup:.2f}x faster" if c.speedup >= 1 else f"{1 / c.speedup:.2f}x slower"
+        # a ratio of steps: the times differ by it only where both runs step at one rate
+        speed = f"{c.speedup:.2f}x fewer steps" if c.speedup >= 1 else f"{1 / c.speedup:.2f}x more steps"
         rows.append(_saving_row("steps", saved, f"{bound}{abs(saved)} ({bound}{speed})"))
     if c.seconds_saved is not None:
         hours = f"{abs(c.gpu_hours_saved):.3g} GPU-hours, counting one GPU per run"
