@@ -131,3 +131,30 @@ def test_a_lightning_fit_resumed_from_ckpt_path_keeps_the_guards_memory(tmp_path
     assert second.guard.rollbacks == 1 and second.guard.lr_scale == pytest.approx(0.3)
     assert second.guard.steps == first.guard.steps + 10
     assert math.isclose(second.guard.optimizer.param_groups[0]["lr"], 1e-2 * 0.3)
+
+
+def test_a_hugging_face_run_resumed_from_a_checkpoint_keeps_the_guards_memory(tmp_path, caplog):
+    from test_trainers_acceptance import Tokens, arguments, llama
+    from transformers import Trainer
+
+    from lrkit.integrations.hf import GuardCallback as HFGuard
+
+    args = arguments(tmp_path, per_device_train_batch_size=2, save_strategy="steps", save_steps=20, max_steps=40)
+    first = HFGuard(snapshot_every=5, skip_batches=2)
+    Trainer(model=llama(blow_up=range(25, 31)), args=args, train_dataset=Tokens(128), callbacks=[first]).train()
+    assert first.guard.rollbacks == 1 and (tmp_path / "checkpoint-40" / "lrkit_guard.json").is_file()
+
+    args = arguments(tmp_path, per_device_train_batch_size=2, save_strategy="no", max_steps=50)
+    second = HFGuard(snapshot_every=5, skip_batches=2)
+    trainer = Trainer(model=llama(), args=args, train_dataset=Tokens(128), callbacks=[second])
+    trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-40"))
+    assert second.guard.rollbacks == 1 and second.guard.lr_scale == first.guard.lr_scale == pytest.approx(0.3)
+    assert second.guard.steps == 50
+
+    (tmp_path / "checkpoint-20" / "lrkit_guard.json").unlink()  # a checkpoint saved without the callback
+    third = HFGuard()
+    with caplog.at_level("WARNING", logger="lrkit.guard"):
+        Trainer(model=llama(), args=args, train_dataset=Tokens(128), callbacks=[third]).train(
+            resume_from_checkpoint=str(tmp_path / "checkpoint-20")
+        )
+    assert third.guard.lr_scale == 1 and "resumed without the guard's state" in caplog.text

@@ -16,14 +16,20 @@ refused, and ``eval_loss`` fed to early stopping in ``on_evaluate`` (during ``tr
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from lrkit.files import atomic_write_text
 from lrkit.torch.finder import FinderResult, check_options
 from lrkit.torch.finder import find_lr as _find_lr
-from lrkit.torch.guard import Guard, GuardStop
+from lrkit.torch.guard import Guard, GuardStop, logger
+
+SAVED_AS = "lrkit_guard.json"
 
 
 def find_lr(trainer: Trainer, **options: Any) -> FinderResult:
@@ -54,7 +60,10 @@ def find_lr(trainer: Trainer, **options: Any) -> FinderResult:
 class GuardCallback(TrainerCallback):
     """Guards a ``transformers.Trainer`` run; ``options`` are :class:`lrkit.Guard`'s.
 
-    The guard is built at ``on_train_begin`` and available as ``callback.guard``.
+    The guard is built at ``on_train_begin`` and available as ``callback.guard``. Its memory
+    (:meth:`lrkit.Guard.state_dict`) is written into every checkpoint folder the Trainer saves
+    (``lrkit_guard.json``), and read back when ``train(resume_from_checkpoint=...)`` resumes from
+    one in ``output_dir``.
     """
 
     def __init__(self, *, monitor: str = "eval_loss", **options: Any) -> None:
@@ -82,6 +91,8 @@ class GuardCallback(TrainerCallback):
         optimizer = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper holds the real one
         lr_scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)
         self.guard = Guard(model, optimizer, scheduler=lr_scheduler, **self.options)
+        if state.global_step > 0:  # resumed: the optimizer and scheduler are loaded by now
+            self._resume(_saved_state(args, state.global_step), state.global_step)
         # with num_items_in_batch each device's loss is its share of the sum over all devices
         self._devices = args.world_size if getattr(args, "average_tokens_across_devices", False) else 1
         self._losses, self._judged, self._shares = [], None, False
@@ -120,12 +131,28 @@ class GuardCallback(TrainerCallback):
             self.guard.release_schedule()
         self._judged = None
 
+    def on_save(self, args, state, control, **kwargs):
+        if self.guard is not None and state.is_world_process_zero:  # every rank holds the same state
+            text = json.dumps(self.guard.state_dict())
+            atomic_write_text(_saved_state(args, state.global_step), text)
+
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if not self._training:  # trainer.evaluate() before or after train(): not the run's validation
             return
         value = (metrics or {}).get(self.monitor)
         if value is not None and self.guard is not None and self.guard.should_stop(float(value)):
             control.should_training_stop = True
+
+    def _resume(self, path: Path, step: int) -> None:
+        if path.is_file():
+            self.guard.load_state_dict(json.loads(path.read_text()))
+        else:
+            logger.warning(
+                "step %d: resumed without the guard's state (no %s): its counters, LR scale and "
+                "spike baseline start afresh; the LR cuts made before are in the restored scheduler",
+                step,
+                path,
+            )
 
     def _remove_hook(self) -> None:
         self._training = False
@@ -141,3 +168,8 @@ class GuardCallback(TrainerCallback):
             self._losses.append(loss.detach().float())
             # the model normalized its loss by the tokens of the whole accumulated step
             self._shares = self._shares or kwargs.get("num_items_in_batch") is not None
+
+
+def _saved_state(args: Any, step: int) -> Path:
+    """Where the guard's state of checkpoint ``step`` lives: beside the Trainer's own files."""
+    return Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{step}" / SAVED_AS
