@@ -134,10 +134,10 @@ def test_a_lightning_fit_resumed_from_ckpt_path_keeps_the_guards_memory(tmp_path
 
 
 def test_a_hugging_face_run_resumed_from_a_checkpoint_keeps_the_guards_memory(tmp_path, caplog):
-    from test_trainers_acceptance import Tokens, arguments, llama
     from transformers import Trainer
 
     from lrkit.integrations.hf import GuardCallback as HFGuard
+    from test_trainers_acceptance import Tokens, arguments, llama
 
     args = arguments(tmp_path, per_device_train_batch_size=2, save_strategy="steps", save_steps=20, max_steps=40)
     first = HFGuard(snapshot_every=5, skip_batches=2)

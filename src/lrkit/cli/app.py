@@ -8,6 +8,7 @@ to debug: it keeps its traceback and exits 1. Set ``LRKIT_DEBUG=1`` to see every
 
 from __future__ import annotations
 
+import csv
 import importlib
 import os
 import re
@@ -91,7 +92,15 @@ def main(argv: list[str] | None = None) -> int:
             )
         if isinstance(error, ValueError | TypeError | OSError):
             return _fail(_as_options(str(error) or type(error).__name__, argv))
+        if isinstance(error, OUT_OF_RANGE):  # input too big or too deep to hold: a log, a spec, a count
+            return _fail(_as_options(str(error) or type(error).__name__, argv))
         raise
+
+
+# what input too large or too deeply nested to handle raises, past the checks (a CSV field over the
+# csv module's limit, a step too big for an integer array, JSON nested thousands deep, an array too
+# big for memory): bad input too, said in one line
+OUT_OF_RANGE = (csv.Error, OverflowError, RecursionError, MemoryError)
 
 
 _LIBRARY_ROOTS = tuple(
@@ -107,6 +116,10 @@ def _user_code(error: BaseException) -> str | None:
     A relative name is a compiled extension's source (Cython names ``numpy/random/_mt19937.pyx``),
     never a module of the user's: those are imported by absolute path."""
     found = None
+    if isinstance(error, SyntaxError) and error.filename and os.path.isabs(error.filename):
+        path = Path(error.filename).resolve()  # the user's module does not parse: no frame of it ran
+        if not any(path.is_relative_to(root) for root in _LIBRARY_ROOTS):
+            return f"{error.filename}, line {error.lineno}"
     for frame in traceback.extract_tb(error.__traceback__):
         if frame.filename.startswith("<") or not os.path.isabs(frame.filename):
             continue
@@ -123,7 +136,8 @@ def _as_options(message: str, argv: list[str]) -> str:
     for param in getattr(command, "params", ()):
         flags = [opt for opt in param.opts if opt.startswith("--")]
         if "_" in (param.name or "") and flags:
-            message = re.sub(rf"(?<![\w-]){param.name}(?!\w)", max(flags, key=len), message)
+            # not inside a path or a file name the message quotes (``runs/target_loss/log.csv``)
+            message = re.sub(rf"(?<![\w\-/\\.]){param.name}(?![\w/\\]|\.\w)", max(flags, key=len), message)
     return message
 
 

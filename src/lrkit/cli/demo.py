@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from lrkit.cli.options import seed_option
+from lrkit.cli.options import lr_limit, seed_option
 from lrkit.cli.output import live, writable_folder
 from lrkit.demo import DemoResult, run_demo
 from lrkit.files import atomic_write_text
@@ -36,6 +36,8 @@ def _lr_list(ctx: click.Context, param: click.Parameter, value: str | None) -> l
         raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers") from None
     if not lrs or any(not lr > 0 or lr == float("inf") for lr in lrs):
         raise click.BadParameter(f"{value!r}: every learning rate must be a finite number > 0")
+    for lr in lrs:
+        lr_limit(ctx, param, lr)
     return lrs
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from lrkit.cli.app import OUT_OF_RANGE
 from lrkit.cli.options import json_option
 from lrkit.cli.output import figure_file, print_json, stdout_to_stderr
 from lrkit.diagnosis import diagnose
@@ -57,18 +58,21 @@ def command(
     run: str | None,
 ) -> None:
     """Diagnose the learning rate from a training log (CSV, JSON lines, TensorBoard, Lightning)."""
-    if plot_path:
+    if plot_path is not None:
         figure_file(plot_path)
     with stdout_to_stderr(as_json):
-        trace = read_log(
-            logfile,
-            format=log_format,
-            step=step_column,
-            loss=loss_column,
-            lr=lr_column,
-            val_loss=val_column,
-            run=run,
-        )
+        try:
+            trace = read_log(
+                logfile,
+                format=log_format,
+                step=step_column,
+                loss=loss_column,
+                lr=lr_column,
+                val_loss=val_column,
+                run=run,
+            )
+        except OUT_OF_RANGE as error:  # a field over the csv limit, a step past int64, JSON too deep
+            raise ValueError(f"{logfile}: cannot read it: {str(error) or type(error).__name__}") from None
         try:
             result = diagnose(trace)
         except ValueError as error:

@@ -21,8 +21,13 @@ def load_function(
     function that cannot take them is refused here, in one line, rather than failing inside the run.
     """
     module_name, _, name = entry.partition(":")
-    if not module_name or not name:
-        raise click.UsageError(f"--entry must look like module:function, got {entry!r}")
+    # names only: ``a:b:c``, ``pkg/mod:f``, ``../x:f`` or ``mod:f `` would otherwise fail inside the
+    # import machinery with a message that never names --entry
+    if not all(part.isidentifier() for part in (*module_name.split("."), name)):
+        raise click.UsageError(
+            f"--entry must look like module:function, got {entry!r} (a module importable from the "
+            "current folder and a function in it, e.g. train:setup or mypkg.train:setup)"
+        )
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
@@ -32,6 +37,9 @@ def load_function(
     function = getattr(module, name, None)
     if not callable(function):
         raise click.UsageError(f"--entry {entry!r}: {module_name} has no function {name!r}")
+    if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
+        # calling it would only make a coroutine, never awaited (and Python warns about it on stderr)
+        raise click.UsageError(f"--entry {entry!r}: {name} is an async function; lrkit calls a plain function")
     try:
         inspect.signature(function).bind(*called_as, **dict.fromkeys(keywords))
     except TypeError as error:

@@ -14,6 +14,8 @@ import click
 @click.option("--no-browser", is_flag=True, help="Do not open a web browser.")
 def command(host: str, port: int, no_browser: bool) -> None:
     """Watch gradient descent on 2D surfaces at any learning rate, in a web page."""
+    if not host.strip():  # an unset variable: the empty address listens on every interface
+        raise click.UsageError("--host must name an address, got an empty string (0.0.0.0 listens on every interface)")
     import uvicorn
 
     from lrkit.explore.app import create_app

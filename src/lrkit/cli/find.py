@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lrkit.cli.entry import load_function
-from lrkit.cli.options import json_option, seed_option
+from lrkit.cli.options import json_option, lr_limit, seed_option
 from lrkit.cli.output import print_json, stdout_to_stderr, writable_folder
 from lrkit.report import write_report
 from lrkit.torch.finder import FinderResult, find_lr, find_task_lr
@@ -68,6 +68,7 @@ def _lightning_data(data: Any, lightning: Any) -> dict[str, Any]:
     default=1e-7,
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
+    callback=lr_limit,
     help="Lowest LR of the sweep.",
 )
 @click.option(
@@ -75,6 +76,7 @@ def _lightning_data(data: Any, lightning: Any) -> dict[str, Any]:
     default=10.0,
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
+    callback=lr_limit,
     help="Highest LR of the sweep.",
 )
 @click.option(

@@ -20,3 +20,15 @@ def json_option(what: str) -> Any:
         "--json", "as_json", is_flag=True,
         help=f"Print {what} as one JSON object on stdout; everything else goes to stderr.",
     )
+
+
+# the largest learning rate a run can take: a float32 model (every built-in task's) cannot hold a
+# rate above ~3.4e38, and torch's optimizers fail on one with a RuntimeError in the middle of a run
+MAX_LR = 1e38
+
+
+def lr_limit(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """Refuse a learning rate above ``MAX_LR`` before any training (an option's callback)."""
+    if value is not None and value > MAX_LR:
+        raise click.BadParameter(f"{value:g} is above {MAX_LR:g}, the largest learning rate lrkit trains with", ctx, param)
+    return value

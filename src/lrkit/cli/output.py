@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 def writable_folder(path: str | Path, option: str = "--out") -> Path:
     """Prove the folder ``path`` accepts files (or can be made), so a run fails before it trains."""
+    _named(path, option, "folder")
     folder = Path(path)
     _probe(folder, option, path)
     return folder
@@ -34,7 +36,10 @@ def writable_folder(path: str | Path, option: str = "--out") -> Path:
 
 def writable_file(path: str | Path, option: str) -> Path:
     """Prove the file ``path`` can be written (its folder exists or can be created), before any work."""
+    _named(path, option, "file")
     file = Path(path)
+    if file.is_dir():
+        raise click.UsageError(f"{option} {str(path)!r} is a folder; name a file")
     _probe(file.parent, option, path)
     return file
 
@@ -43,17 +48,35 @@ def figure_file(path: str | Path, option: str = "--plot") -> Path:
     """Check that ``path``'s extension names a format matplotlib writes, and that it can be written."""
     from lrkit.plots import figure_format
 
+    _named(path, option, "file")
     try:
-        figure_format(path)
+        kind = figure_format(path)
     except ValueError as error:
         raise click.UsageError(f"{option} {error}") from None
+    if kind == "pgf":  # matplotlib measures the text with LaTeX, and fails after the work without it
+        import matplotlib
+
+        tex = matplotlib.rcParams["pgf.texsystem"]
+        if shutil.which(tex) is None:
+            raise click.UsageError(f"{option} {str(path)!r}: a .pgf figure needs {tex} (LaTeX), which is not installed; use .pdf or .svg")
     return writable_file(path, option)
+
+
+def _named(path: str | Path, option: str, what: str) -> None:
+    """Refuse an empty path: ``--out "$DIR"`` with DIR unset must not write into the current folder."""
+    if not str(path).strip():
+        raise click.UsageError(f"{option} must name a {what}, got an empty string")
 
 
 def _probe(folder: Path, option: str, shown: str | Path) -> None:
     """Write and drop a nameless file in ``folder``, or in its nearest existing parent."""
     try:
         while not folder.exists() and folder != folder.parent:
+            if folder.is_symlink():  # a link to nowhere, or a loop: the folder cannot be made there
+                raise click.UsageError(
+                    f"{option} {str(shown)!r} cannot be written: {str(folder)!r} is a symbolic link "
+                    "to nothing (a missing target or a loop)"
+                )
             folder = folder.parent
         with tempfile.TemporaryFile(dir=folder):
             pass

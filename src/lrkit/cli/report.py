@@ -79,6 +79,9 @@ def command(
     from lrkit.report import write_report
 
     writable_file(out, "--out")
+    for read_from in (*traces, finder, baseline):
+        if read_from is not None and Path(read_from).exists() and Path(out).exists() and Path(out).samefile(read_from):
+            raise click.UsageError(f"--out {out!r} is {read_from!r}, a log it reads; writing the page would replace it")
     for option, value in (("--target-loss", target_loss), ("--price-per-gpu-hour", price_per_gpu_hour)):
         if value is not None and baseline is None:
             raise click.UsageError(f"{option} needs --baseline, the run to compare the chosen one with")

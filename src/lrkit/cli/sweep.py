@@ -8,7 +8,9 @@ command again resumes it, and the same command on many machines with one Postgre
 from __future__ import annotations
 
 import decimal
+import json
 import math
+import os
 import re
 from dataclasses import asdict
 from decimal import Decimal
@@ -17,9 +19,10 @@ from pathlib import Path
 import click
 
 from lrkit.cli.entry import load_function
-from lrkit.cli.options import json_option, seed_option
+from lrkit.cli.options import json_option, lr_limit, seed_option
 from lrkit.cli.output import live, print_json, stdout_to_stderr, writable_file, writable_folder
 
+MAX_WORKERS_PER_CPU = 4  # worker processes per core, at most, that one machine starts
 PRUNER_CHOICES = ("hyperband", "successive_halving", "median", "none")
 UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}  # seconds in each, largest first
 _NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
@@ -78,8 +81,8 @@ class Duration(click.ParamType):
 @click.command()
 @click.option("--task", help="Built-in task to train (see `lrkit tasks`).")
 @click.option("--entry", help="Your objective as module:function, called as function(lr, report) -> val_loss.")
-@click.option("--min-lr", type=click.FloatRange(min=0, min_open=True), help="Lowest LR (default: from the optimizer family).")
-@click.option("--max-lr", type=click.FloatRange(min=0, min_open=True), help="Highest LR (default: from the optimizer family).")
+@click.option("--min-lr", type=click.FloatRange(min=0, min_open=True), callback=lr_limit, help="Lowest LR (default: from the optimizer family).")
+@click.option("--max-lr", type=click.FloatRange(min=0, min_open=True), callback=lr_limit, help="Highest LR (default: from the optimizer family).")
 @click.option("--trials", type=click.IntRange(min=1), default=20, show_default=True, help="Finished trials the study should hold.")
 @click.option("--sampler", type=click.Choice(["tpe", "random", "grid"]), default="tpe", show_default=True, help="How the LRs are picked: TPE (Bayesian), at random, or a grid even in log LR.")
 @click.option("--pruner", type=click.Choice(PRUNER_CHOICES), default="hyperband", show_default=True, help="What stops a trial early on the losses it reports.")
@@ -121,9 +124,16 @@ def command(
 
     if (task is None) == (entry is None):
         raise click.UsageError("give exactly one of --task NAME or --entry module:function")
-    objective = TaskObjective(task, seed=seed) if task else load_function(
-        entry, ("lr", "report"), ("schedule", "warmup_steps") if schedules else ()
-    )
+    most = MAX_WORKERS_PER_CPU * (os.cpu_count() or 1)
+    if workers > most:  # each is a process: a typo (--workers 1000) must not fork hundreds of them
+        raise click.UsageError(
+            f"--workers {workers} is more than {most} ({MAX_WORKERS_PER_CPU} per CPU core here); "
+            "run more machines on one --storage instead"
+        )
+    with stdout_to_stderr(as_json):  # what the user's module prints as it is imported
+        objective = TaskObjective(task, seed=seed) if task else load_function(
+            entry, ("lr", "report"), ("schedule", "warmup_steps") if schedules else ()
+        )
     missing = [option for option, value in (("--min-lr", min_lr), ("--max-lr", max_lr)) if value is None]
     if entry and missing:
         raise click.UsageError(
@@ -133,13 +143,17 @@ def command(
     folder = writable_folder(out)
     plan = make_plan(
         objective, min_lr=min_lr, max_lr=max_lr, n_trials=trials, sampler=sampler,
-        pruner=None if pruner == "none" else pruner, storage=storage or str(folder / "sweep.journal"),
-        study=study_name or task or entry, seed=seed, workers=workers,
+        pruner=None if pruner == "none" else pruner,
+        storage=str(folder / "sweep.journal") if storage is None else storage,
+        study=(task or entry) if study_name is None else study_name, seed=seed, workers=workers,
         prior_lr=None, heartbeat_seconds=heartbeat, schedules=_listed(schedules, str, "--schedules"),
         warmup_steps=_listed(warmup_steps, int, "--warmup-steps"), timeout=timeout,
     )
-    if storage and plan.spec.kind == "journal":
-        writable_file(Path(storage).expanduser(), "--storage")
+    if plan.spec.kind == "journal":
+        journal = Path(plan.spec.target).expanduser()
+        if storage is not None:
+            writable_file(journal, "--storage")
+        _check_journal(journal, "--storage" if storage is not None else "--out")
     open_study(plan)  # fails fast (masked) on a storage it cannot reach or a mismatched study
     budget = "" if plan.timeout is None else f", time budget {format_duration(plan.timeout)}"
     csv_path, png_path = folder / "sweep.csv", folder / "sweep.png"
@@ -166,6 +180,29 @@ def command(
     if as_json:
         files = {"csv": csv_path, "plot": png_path if result.finished else None}
         print_json({**result_fields(result, plan.spec.shown), "files": files})
+
+
+def _check_journal(path: Path, option: str) -> None:
+    """Refuse a file that is not an Optuna journal (one JSON operation a line), which Optuna would
+    fail on with an AssertionError, a KeyError or a TypeError of its own."""
+    try:
+        with open(path, "rb") as handle:
+            first = handle.readline(1 << 20)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise click.UsageError(f"{option}: cannot read the journal {str(path)!r}: {error.strerror or error}") from None
+    if not first:
+        return  # empty: a new journal
+    try:
+        operation = json.loads(first) if first.endswith(b"\n") else None
+    except ValueError:
+        operation = None
+    if not isinstance(operation, dict) or "op_code" not in operation:
+        raise click.UsageError(
+            f"{option}: {str(path)!r} is not an Optuna journal file (one JSON operation a line); "
+            "give another --storage path, or move that file away"
+        )
 
 
 def _listed(text: str | None, kind: type, option: str) -> list | None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import inspect
+import io
+import tokenize
 from collections.abc import Callable
 from typing import Any
 
@@ -64,11 +66,16 @@ def parse(spec: str | Schedule, *, name: str = "spec") -> Schedule:
     spec = spec.strip()
     try:
         tree = ast.parse(_bracketed(spec), mode="eval")
+        result = _node(tree.body, spec)
     except SyntaxError as error:
         column = (error.offset or 0) - 1  # minus the opening bracket
         where = f" at column {column}" if error.lineno == 1 and column > 0 else ""
+        comment = _comment(spec)
+        if comment is not None:  # it runs to the end of the line, over the bracket closing the spec
+            raise ValueError(f"spec {spec!r} is malformed: a comment ('#' at column {comment}) cannot end a spec") from None
         raise ValueError(f"spec {spec!r} is malformed{where}: {error.msg}") from None
-    result = _node(tree.body, spec)
+    except (RecursionError, MemoryError):  # brackets or signs nested thousands deep
+        raise ValueError(f"spec {_short(spec)!r} is nested too deeply to read") from None
     if not isinstance(result, Schedule):
         raise ValueError(f"spec {spec!r} must describe a schedule, got the value {result!r}")
     return combinators.check_complete(result)
@@ -105,6 +112,11 @@ def _call(node: ast.Call, spec: str) -> Schedule:
         raise ValueError(f"spec {spec!r}: unknown schedule {name!r}; known: {known}")
     if any(isinstance(arg, ast.Starred) for arg in node.args) or any(k.arg is None for k in node.keywords):
         raise ValueError(f"spec {spec!r}: '*' and '**' are not allowed in {name}(...)")
+    seen: set[str] = set()
+    for keyword in node.keywords:
+        if keyword.arg in seen:  # ast accepts a repeated keyword; a call (and the spec) must not
+            raise ValueError(f"spec {spec!r}: {name}(...) got {keyword.arg}= twice")
+        seen.add(keyword.arg)
     args = [_node(arg, spec) for arg in node.args]
     keywords = {keyword.arg: _node(keyword.value, spec) for keyword in node.keywords}
     try:
@@ -115,6 +127,22 @@ def _call(node: ast.Call, spec: str) -> Schedule:
             allowed = ", ".join(inspect.signature(factory).parameters)
             raise ValueError(f"spec {spec!r}: {name}(...) {problem}; its arguments are {allowed}") from None
         raise
+
+
+def _comment(spec: str) -> int | None:
+    """The column of a comment on the last line of ``spec`` (a ``#`` outside quotes), or None."""
+    lines, found = spec.count("\n") + 1, None
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(spec).readline):
+            if token.type == tokenize.COMMENT and token.start[0] == lines:
+                found = token.start[1]
+    except (tokenize.TokenError, SyntaxError):  # an unclosed bracket: what came before still counts
+        pass
+    return found
+
+
+def _short(spec: str, limit: int = 80) -> str:
+    return spec if len(spec) <= limit else f"{spec[: limit - 3]}..."
 
 
 def _bracketed(spec: str) -> str:
