@@ -340,3 +340,23 @@ def test_report_refuses_to_write_its_page_over_a_log_it_reads(tmp_path: Path, ca
     error = capsys.readouterr().err.strip()
     assert "\n" not in error and "a log it reads" in error
     assert log.read_text() == before
+
+
+@pytest.mark.parametrize("name", ["metrics.csv.gz", "metrics.gz", "history.jsonl.gz"])
+def test_a_gzipped_log_is_read_through_gzip_and_a_damaged_one_is_named(tmp_path: Path, name: str, capsys):
+    import gzip
+
+    from lrkit.logs import read_log
+
+    rows = [{"step": step, "loss": 1 / (1 + step)} for step in range(40)]
+    if "jsonl" in name:
+        text = "".join(f'{{"step": {row["step"]}, "loss": {row["loss"]}}}\n' for row in rows)
+    else:
+        text = "step,loss\r\n" + "".join(f"{row['step']},{row['loss']}\r\n" for row in rows)
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(text.encode()))
+    trace = read_log(path)
+    assert trace.loss.tolist() == [row["loss"] for row in rows]
+    path.write_bytes(gzip.compress(text.encode())[:30])
+    assert main(["diagnose", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == f"lrkit: error: {path}: a damaged gzip file (Compressed file ended before the end-of-stream marker was reached)"

@@ -21,17 +21,20 @@ is timed by its mean instead. Text in a column that is not read (a note, a phase
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 import json
 import math
 import re
 import shlex
+import zlib
 from array import array
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -119,6 +122,8 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
 }
 _LR_PREFIXES = ("lr_", "learning_rate_")
 FORMATS = ("csv", "jsonl", "json", "tensorboard")
+GZIP_MAGIC = b"\x1f\x8b"  # a gzipped log (metrics.csv.gz) is read through gzip
+GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)  # what a damaged one raises
 
 # the most texts (and changes of text) of a column that may tell runs apart that are kept; the most
 # of them an error lists
@@ -334,14 +339,19 @@ def _trained_steps(state: Path) -> tuple[int, bool]:
 def _detect(path: Path) -> str:
     if "tfevents" in path.name:
         return "tensorboard"
-    suffix = path.suffix.lower()
+    gzipped = _gzipped(path)
+    suffix = (path.with_suffix("") if gzipped and path.suffix.lower() == ".gz" else path).suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         return "jsonl"
     if suffix == ".json":
         return "json"
     if suffix in (".csv", ".tsv"):
         return "csv"
-    head = path.read_bytes()[:4096]
+    try:
+        with _open_binary(path, gzipped) as handle:
+            head = handle.read(4096)
+    except GZIP_ERRORS as error:
+        raise ValueError(f"{path}: a damaged gzip file ({error})") from None
     try:
         text = head.decode()
     except UnicodeDecodeError:
@@ -373,13 +383,27 @@ def _clock_names(chosen: Mapping[str, str]) -> Clock:
     return is_clock
 
 
+def _gzipped(path: Path) -> bool:
+    """Whether the file is gzip-compressed (``metrics.csv.gz``): by its first two bytes."""
+    with open(path, "rb") as handle:
+        return handle.read(2) == GZIP_MAGIC
+
+
+def _open_binary(path: Path, gzipped: bool) -> IO[bytes]:
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")
+
+
 def _read_text(path: Path) -> str:
+    """The log's text (decompressed if it is gzipped), line ends made ``\\n``."""
     try:
-        text = path.read_text()
+        with io.TextIOWrapper(_open_binary(path, _gzipped(path))) as handle:
+            text = handle.read()
     except UnicodeDecodeError as error:
         raise ValueError(
             f"{path}: not a text file ({error.reason} at byte {error.start})"
         ) from None
+    except GZIP_ERRORS as error:
+        raise ValueError(f"{path}: a damaged gzip file ({error})") from None
     if not text.strip():
         raise ValueError(f"{path}: the file is empty")
     return text
