@@ -360,3 +360,18 @@ def test_a_gzipped_log_is_read_through_gzip_and_a_damaged_one_is_named(tmp_path:
     path.write_bytes(gzip.compress(text.encode())[:30])
     assert main(["diagnose", str(path)]) == 2
     assert capsys.readouterr().err.strip() == f"lrkit: error: {path}: a damaged gzip file (Compressed file ended before the end-of-stream marker was reached)"
+
+
+def test_diagnose_reads_a_log_piped_in_and_names_the_stream_in_errors(tmp_path: Path):
+    import subprocess
+
+    lrkit = [sys.executable, "-m", "lrkit"]
+    log = "step,loss\n" + "".join(f"{step},{1 / (1 + 0.05 * step)}\n" for step in range(200))
+    piped = subprocess.run([*lrkit, "diagnose", "-", "--json"], input=log, capture_output=True, text=True, check=True)
+    (tmp_path / "run.csv").write_text(log)
+    named = subprocess.run([*lrkit, "diagnose", str(tmp_path / "run.csv"), "--json"], capture_output=True, text=True)
+    import json
+
+    assert json.loads(piped.stdout) == {**json.loads(named.stdout), "file": "<stdin>"}
+    failed = subprocess.run([*lrkit, "diagnose", "-"], input="a,b\n1,2\n", capture_output=True, text=True)
+    assert failed.returncode == 2 and failed.stderr.startswith("lrkit: error: <stdin>: no loss column")

@@ -55,3 +55,21 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp_file(tmp_path):
         atomic_write(path, fail)
     assert path.read_text() == "old\n"
     assert [child.name for child in tmp_path.iterdir()] == ["out.csv"]
+
+
+def test_a_symbolic_link_is_written_through_and_stays_a_link(tmp_path):
+    target = tmp_path / "runs" / "report.html"
+    target.parent.mkdir()
+    target.write_text("old")
+    link = tmp_path / "latest.html"
+    link.symlink_to(target)
+    atomic_write_text(link, "new")
+    assert link.is_symlink() and target.read_text() == "new"
+    dangling = tmp_path / "dangling.csv"
+    dangling.symlink_to(tmp_path / "made" / "later.csv")
+    atomic_write_text(dangling, "x")
+    assert dangling.is_symlink() and (tmp_path / "made" / "later.csv").read_text() == "x"
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    with pytest.raises(OSError, match="loop"):
+        atomic_write_text(loop, "x")

@@ -19,9 +19,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
 
     The new file gets the mode of the file it replaces, or ``0o666`` less the umask when there is
-    none, as ``open()`` would give it.
+    none, as ``open()`` would give it. A symbolic link is written through: the file it points to
+    is replaced, and the link stays.
     """
     path = Path(path)
+    if path.is_symlink():  # os.replace on the link itself would swap the link for a plain file
+        try:
+            path = path.resolve()
+        except RuntimeError:  # Python 3.11's word for a loop of links (later ones raise OSError)
+            raise OSError(f"{path}: a loop of symbolic links") from None
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
     # not tempfile.mkstemp, whose files are always 0o600: os.open applies the umask, as open() does

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
 import click
 
 from lrkit.cli.app import OUT_OF_RANGE
@@ -22,7 +28,7 @@ def _run_value(ctx: click.Context, param: click.Parameter, value: str | None) ->
 
 
 @click.command()
-@click.argument("logfile", type=click.Path(exists=True, dir_okay=True, path_type=str))
+@click.argument("logfile", type=click.Path(exists=True, dir_okay=True, allow_dash=True, path_type=str))
 @json_option("the diagnosis")
 @click.option(
     "--plot",
@@ -57,13 +63,14 @@ def command(
     val_column: str | None,
     run: str | None,
 ) -> None:
-    """Diagnose the learning rate from a training log (CSV, JSON lines, TensorBoard, Lightning)."""
+    """Diagnose the learning rate from a training log (CSV, JSON lines, TensorBoard, Lightning);
+    LOGFILE - reads it from standard input."""
     if plot_path is not None:
         figure_file(plot_path)
-    with stdout_to_stderr(as_json):
+    with stdout_to_stderr(as_json), _as_file(logfile, log_format) as readable:
         try:
             trace = read_log(
-                logfile,
+                readable,
                 format=log_format,
                 step=step_column,
                 loss=loss_column,
@@ -76,13 +83,13 @@ def command(
         try:
             result = diagnose(trace)
         except ValueError as error:
-            raise ValueError(f"{trace.meta.get('source', logfile)}: {error}") from None
+            raise ValueError(f"{_shown(trace, logfile, readable)}: {error}") from None
         if plot_path:
             from lrkit.plots import save_figure
 
             save_figure(result.plot(), plot_path)
     if as_json:
-        print_json({"file": trace.meta.get("source", logfile), **result.to_dict(), "files": {"plot": plot_path}})
+        print_json({"file": _shown(trace, logfile, readable), **result.to_dict(), "files": {"plot": plot_path}})
         return
     click.echo(f"{result.verdict} (confidence {result.confidence:.2f})")
     for reason in result.reasons:
@@ -90,3 +97,29 @@ def command(
     click.echo(f"action: {result.action}")
     if plot_path:
         click.echo(f"figure: {plot_path}")
+
+
+STREAM_SUFFIXES = {"csv": ".csv", "jsonl": ".jsonl", "json": ".json", "tensorboard": ".tfevents"}
+
+
+@contextlib.contextmanager
+def _as_file(logfile: str, log_format: str | None) -> Iterator[str]:
+    """The log as a file the readers can open more than once: a stream (``-`` for standard input,
+    or a pipe such as /dev/stdin) is copied to a temporary file first; messages name the stream."""
+    if logfile != "-" and (Path(logfile).is_file() or Path(logfile).is_dir()):
+        yield logfile
+        return
+    shown = "<stdin>" if logfile == "-" else logfile
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / f"stdin{STREAM_SUFFIXES.get(log_format or '', '')}"
+        with click.open_file(logfile, "rb") as source, open(copy, "wb") as handle:  # "-": standard input
+            shutil.copyfileobj(source, handle)
+        try:
+            yield str(copy)
+        except ValueError as error:
+            raise ValueError(str(error).replace(str(copy), shown)) from None
+
+
+def _shown(trace, logfile: str, readable: str) -> str:
+    """The name a message gives the log: the file read, or the stream it came from."""
+    return trace.meta.get("source", logfile) if readable == logfile else ("<stdin>" if logfile == "-" else logfile)
