@@ -96,24 +96,33 @@ def test_a_nonfinite_step_changes_nothing(where):
     assert all(run(guard, model, optimizer, data[31:60]))
 
 
-def test_a_rewind_replays_the_uninterrupted_run_exactly():
+@pytest.mark.parametrize("zero_grad_last", [False, True])
+def test_a_rewind_replays_the_uninterrupted_run_exactly(zero_grad_last):
+    # with zero_grad after guard.step, the snapshot (taken inside guard.step) holds that step's
+    # gradients, which a rewind must not hand to the first replayed backward
+    def loop(guard, model, optimizer, batches):
+        for x, y in batches:
+            if not zero_grad_last:
+                optimizer.zero_grad()
+            loss = nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            assert guard.step(loss)
+            if zero_grad_last:
+                optimizer.zero_grad()
+
     model, optimizer, scheduler, data = setup()
     torch.manual_seed(1)  # dropout draws from the global RNG
-    run(Guard(model, optimizer, scheduler=scheduler, snapshot_every=10), model, optimizer, data[:60])
+    loop(Guard(model, optimizer, scheduler=scheduler, snapshot_every=10), model, optimizer, data[:60])
     uninterrupted = state_of(model, optimizer, scheduler)
 
     model, optimizer, scheduler, data = setup()
     torch.manual_seed(1)
     guard = Guard(model, optimizer, scheduler=scheduler, snapshot_every=10)
-    run(guard, model, optimizer, data[:47])
+    loop(guard, model, optimizer, data[:47])
     expected = guard.last_good_step
     start = guard.rewind()
     assert start == expected == 40  # snapshots are taken every 10 applied steps
-    for x, y in data[start:60]:
-        optimizer.zero_grad()
-        loss = nn.functional.mse_loss(model(x), y)
-        loss.backward()
-        assert guard.step(loss)
+    loop(guard, model, optimizer, data[start:60])
     assert_same(uninterrupted, state_of(model, optimizer, scheduler))
 
 
@@ -492,26 +501,3 @@ def test_after_a_cut_the_scheduler_reports_the_rate_in_use():
     run(guard, model, optimizer, data[60:64], blow_up=lambda step, loss: loss * 1e4 if step < 3 else loss)
     assert guard.rollbacks == 1
     assert scheduler.get_last_lr() == [group["lr"] for group in optimizer.param_groups]
-
-
-def test_a_rewind_replays_exactly_when_the_loop_zeroes_the_gradients_after_the_step():
-    # the snapshot is taken inside guard.step, before the loop's zero_grad: it holds that step's
-    # gradients, which a rewind must not hand to the first replayed backward
-    def loop(guard, model, optimizer, batches):
-        for x, y in batches:
-            loss = nn.functional.mse_loss(model(x), y)
-            loss.backward()
-            guard.step(loss)
-            optimizer.zero_grad()
-
-    model, optimizer, scheduler, data = setup()
-    torch.manual_seed(1)
-    loop(Guard(model, optimizer, scheduler=scheduler, snapshot_every=10), model, optimizer, data[:60])
-    uninterrupted = state_of(model, optimizer, scheduler)
-
-    model, optimizer, scheduler, data = setup()
-    torch.manual_seed(1)
-    guard = Guard(model, optimizer, scheduler=scheduler, snapshot_every=10)
-    loop(guard, model, optimizer, data[:47])
-    loop(guard, model, optimizer, data[guard.rewind() : 60])
-    assert_same(uninterrupted, state_of(model, optimizer, scheduler))
