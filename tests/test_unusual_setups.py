@@ -172,3 +172,30 @@ def test_a_loss_fn_returning_a_float_or_a_tuple_is_told_what_to_return(returned)
     with pytest.raises(TypeError, match=r"got (float|tuple) from loss_fn; return the loss tensor"):
         find_lr(model, optimizer, lambda m, batch: returned(ce(m, batch)), loader(), steps=10)
     assert same(before, state(model, optimizer))
+
+
+def test_a_learnable_weight_of_the_loss_outside_the_model_comes_back_too():
+    # the optimizer also steps a parameter no module of the model holds (a loss's learnable
+    # temperature, multi-task weights): the range test and a guard rollback must restore it
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    temperature = nn.Parameter(torch.tensor(1.0))
+    optimizer = torch.optim.Adam([*model.parameters(), temperature], lr=1e-3)
+    batches = [(torch.randn(16, 4), torch.randint(0, 3, (16,))) for _ in range(8)]
+
+    def loss_fn(model, batch):
+        x, y = batch
+        return nn.functional.cross_entropy(model(x) / temperature, y)
+
+    lrkit.find_lr(model, optimizer, loss_fn, batches, steps=20)
+    assert temperature.item() == 1.0 and temperature not in optimizer.state
+
+    guard = lrkit.Guard(model, optimizer, snapshot_every=1000)
+    for batch in batches:
+        optimizer.zero_grad()
+        loss = loss_fn(model, batch)
+        loss.backward()
+        guard.step(loss)
+    assert temperature.item() != 1.0
+    guard.rewind()
+    assert temperature.item() == 1.0

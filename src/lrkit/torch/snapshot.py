@@ -37,9 +37,10 @@ class _Leaf:
 
 @dataclass(frozen=True)
 class _Slot:
-    """One entry of a module's ``_parameters`` or ``_buffers``: the original object and its saved copy."""
+    """One entry of a module's ``_parameters`` or ``_buffers``: the original object and its saved copy
+    (``module`` None: a parameter the optimizer steps that no module of the model holds)."""
 
-    module: nn.Module
+    module: nn.Module | None
     kind: str  # "_parameters" or "_buffers"
     name: str
     tensor: torch.Tensor | None
@@ -139,6 +140,10 @@ class Snapshot:
         self = object.__new__(cls)
         packer = _Packer()
         self._slots = _model_slots(model, packer)
+        if optimizer is not None:  # e.g. a learnable weight of the loss, outside the model
+            held = {id(slot.tensor) for slot in self._slots}
+            free = {id(param): param for param in _params(optimizer) if id(param) not in held}
+            self._slots += [_slot(None, "", "", param, packer) for param in free.values()]
         self._training = [(module, module.training) for module in model.modules()]
         self._optimizer = optimizer
         if optimizer is not None:
@@ -252,18 +257,23 @@ class Snapshot:
 
 
 def _model_slots(model: nn.Module, packer: _Packer) -> list[_Slot]:
-    slots = []
-    for module in model.modules():
-        for kind in ("_parameters", "_buffers"):
-            for name, tensor in getattr(module, kind).items():
-                value = None if tensor is None else packer.tensor(tensor)
-                grad = None if tensor is None or tensor.grad is None else packer.tensor(tensor.grad)
-                slots.append(_Slot(module, kind, name, tensor, value, grad))
-    return slots
+    return [
+        _slot(module, kind, name, tensor, packer)
+        for module in model.modules()
+        for kind in ("_parameters", "_buffers")
+        for name, tensor in getattr(module, kind).items()
+    ]
+
+
+def _slot(module: nn.Module | None, kind: str, name: str, tensor: torch.Tensor | None, packer: _Packer) -> _Slot:
+    value = None if tensor is None else packer.tensor(tensor)
+    grad = None if tensor is None or tensor.grad is None else packer.tensor(tensor.grad)
+    return _Slot(module, kind, name, tensor, value, grad)
 
 
 def _restore_slot(slot: _Slot, tensors: list[torch.Tensor]) -> None:
-    getattr(slot.module, slot.kind)[slot.name] = slot.tensor
+    if slot.module is not None:
+        getattr(slot.module, slot.kind)[slot.name] = slot.tensor
     if slot.tensor is None:
         return
     _put(slot.tensor, slot.value, tensors)
