@@ -199,3 +199,12 @@ def test_a_learnable_weight_of_the_loss_outside_the_model_comes_back_too():
     assert temperature.item() != 1.0
     guard.rewind()
     assert temperature.item() == 1.0
+
+
+def test_a_fully_frozen_model_is_refused_before_any_step():
+    model = nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.requires_grad_(False)
+    batches = [(torch.randn(8, 4), torch.randint(0, 2, (8,)))]
+    with pytest.raises(ValueError, match="optimizer has no parameter that requires grad"):
+        find_lr(model, optimizer, nn.CrossEntropyLoss(), batches, steps=5)

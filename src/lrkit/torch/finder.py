@@ -450,6 +450,11 @@ def _check_objects(model, optimizer, loss_fn, train_loader, val_loader) -> None:
             f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
         )
     checks.steps_without_closure(optimizer, "the range test steps it once per batch")
+    if not any(param.requires_grad for group in optimizer.param_groups for param in group["params"]):
+        raise ValueError(
+            "optimizer has no parameter that requires grad (every one is frozen): the range test "
+            "would train nothing; unfreeze the layers to tune, or give an optimizer over them"
+        )
     if loss_fn is not None and not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable or None, got {type(loss_fn).__name__}")
     for name, loader in (("train_loader", train_loader), ("val_loader", val_loader)):
