@@ -20,6 +20,7 @@ is timed by its mean instead. Text in a column that is not read (a note, a phase
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
@@ -347,11 +348,8 @@ def _detect(path: Path) -> str:
         return "json"
     if suffix in (".csv", ".tsv"):
         return "csv"
-    try:
-        with _open_binary(path, gzipped) as handle:
-            head = handle.read(4096)
-    except GZIP_ERRORS as error:
-        raise ValueError(f"{path}: a damaged gzip file ({error})") from None
+    with _opened(path) as handle:
+        head = handle.read(4096)
     try:
         text = head.decode()
     except UnicodeDecodeError:
@@ -389,21 +387,25 @@ def _gzipped(path: Path) -> bool:
         return handle.read(2) == GZIP_MAGIC
 
 
-def _open_binary(path: Path, gzipped: bool) -> IO[bytes]:
-    return gzip.open(path, "rb") if gzipped else open(path, "rb")
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[IO[bytes]]:
+    """The log's bytes, decompressed if it is gzipped; a damaged gzip file is a ValueError naming it."""
+    try:
+        with gzip.open(path, "rb") if _gzipped(path) else open(path, "rb") as handle:
+            yield handle
+    except GZIP_ERRORS as error:
+        raise ValueError(f"{path}: a damaged gzip file ({error})") from None
 
 
 def _read_text(path: Path) -> str:
     """The log's text (decompressed if it is gzipped), line ends made ``\\n``."""
     try:
-        with io.TextIOWrapper(_open_binary(path, _gzipped(path))) as handle:
+        with _opened(path) as raw, io.TextIOWrapper(raw) as handle:
             text = handle.read()
     except UnicodeDecodeError as error:
         raise ValueError(
             f"{path}: not a text file ({error.reason} at byte {error.start})"
         ) from None
-    except GZIP_ERRORS as error:
-        raise ValueError(f"{path}: a damaged gzip file ({error})") from None
     if not text.strip():
         raise ValueError(f"{path}: the file is empty")
     return text
