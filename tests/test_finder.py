@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import random
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorData
 import lrkit
 from lrkit.torch.finder import FinderResult, find_lr, find_task_lr
 from torch_state import clone, same
+from two_ranks import run_two_ranks
 
 torch.set_num_threads(1)  # tiny models: one thread is fastest and keeps runs comparable
 
@@ -324,46 +324,29 @@ def test_bad_objects_are_named_and_an_empty_loader_restores_state():
         find_lr(model, optimizer, 3, loader())
 
 
-def _ddp_worker(rank: int, world: int, init_file: str, out: str) -> None:
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"file://{init_file}",
-        rank=rank,
-        world_size=world,
-        timeout=timedelta(seconds=120),  # a lost peer fails the test instead of hanging it
-    )
-    try:
-        model = nn.parallel.DistributedDataParallel(net(0))
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-        rank_loader = loader(seed=rank)  # each rank sees its own data
-        torch.manual_seed(0)  # the dropout draws the range test's first step will make
-        with torch.no_grad():
-            local_first = ce(model.module, next(iter(rank_loader))).item()
-        rank_loader.generator.manual_seed(rank)  # rewind the shuffle for the range test
-        before = state(model, optimizer)
-        result = find_lr(model, optimizer, ce, rank_loader, min_lr=1e-4, max_lr=10, steps=12)
-        figure = result.plot()
-        report = {
-            "loss": result.trace.loss.tolist(),
-            "lr": result.lr,
-            "restored": same(before, state(model, optimizer)),
-            "plotted": figure is not None,
-        }
-        torch.save({**report, "local_first": local_first}, f"{out}/{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+def _ddp_body(rank: int) -> dict:
+    model = nn.parallel.DistributedDataParallel(net(0))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    rank_loader = loader(seed=rank)  # each rank sees its own data
+    torch.manual_seed(0)  # the dropout draws the range test's first step will make
+    with torch.no_grad():
+        local_first = ce(model.module, next(iter(rank_loader))).item()
+    rank_loader.generator.manual_seed(rank)  # rewind the shuffle for the range test
+    before = state(model, optimizer)
+    result = find_lr(model, optimizer, ce, rank_loader, min_lr=1e-4, max_lr=10, steps=12)
+    figure = result.plot()
+    return {
+        "loss": result.trace.loss.tolist(),
+        "lr": result.lr,
+        "restored": same(before, state(model, optimizer)),
+        "plotted": figure is not None,
+        "local_first": local_first,
+    }
 
 
 @pytest.mark.timeout(300)
 def test_ddp_with_gloo_two_processes_share_one_curve(tmp_path: Path):
-    # spawn, not fork: forking a parent whose other threads (JAX, OpenMP) hold locks can deadlock
-    torch.multiprocessing.start_processes(
-        _ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, start_method="spawn"
-    )
-    reports = [torch.load(tmp_path / f"{rank}.pt", weights_only=True) for rank in (0, 1)]
+    reports = run_two_ranks(_ddp_body, tmp_path)
     assert reports[0]["loss"] == reports[1]["loss"] and reports[0]["lr"] == reports[1]["lr"]
     assert reports[0]["restored"] and reports[1]["restored"]
     assert [r["plotted"] for r in reports] == [True, False]  # only rank 0 draws

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from lrkit import Guard
+from two_ranks import run_two_ranks
 
 
 class _Kept(logging.Handler):
@@ -28,56 +28,42 @@ class _Kept(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def _worker(rank: int, world: int, init_file: str, out: str) -> None:
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world, timeout=timedelta(seconds=120)
-    )
+def _body(rank: int) -> dict:
     kept = _Kept()
     logging.getLogger("lrkit.guard").addHandler(kept)
-    try:
-        torch.manual_seed(0)
-        model = nn.parallel.DistributedDataParallel(nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1)))
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (1 + 0.01 * step))
-        guard = Guard(model, optimizer, scheduler=scheduler, snapshot_every=20, skip_batches=5)
-        generator = torch.Generator().manual_seed(100 + rank)  # each rank sees its own data
-        losses = []
-        for step in range(50):
-            x = torch.randn(32, 4, generator=generator)
-            optimizer.zero_grad()
-            loss = nn.functional.mse_loss(model(x), x.sum(dim=1, keepdim=True))
-            if rank == 1 and 30 <= step < 33:
-                loss = loss * 1e4  # a spike in this rank's batches only
-            loss.backward()
-            losses.append(loss.item())
-            guard.step(loss)
-        stops = [guard.should_stop(value) for value in ([1.0, 0.9, 0.95, 0.96] if rank == 0 else [1.0, 1.1, 0.8, 0.85])]
-        report = {
-            "params": [p.detach().clone() for p in model.parameters()],
-            "judged": guard.trace.loss.tolist(),
-            "local": losses,
-            "events": [(event.step, event.kind) for event in guard.trace.events],
-            "rollbacks": guard.rollbacks,
-            "lr": optimizer.param_groups[0]["lr"],
-            "stops": stops,
-            "best_val_loss": guard.best_val_loss,
-            "logged": len(kept.messages),
-        }
-        torch.save(report, f"{out}/{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+    torch.manual_seed(0)
+    model = nn.parallel.DistributedDataParallel(nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1)))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (1 + 0.01 * step))
+    guard = Guard(model, optimizer, scheduler=scheduler, snapshot_every=20, skip_batches=5)
+    generator = torch.Generator().manual_seed(100 + rank)  # each rank sees its own data
+    losses = []
+    for step in range(50):
+        x = torch.randn(32, 4, generator=generator)
+        optimizer.zero_grad()
+        loss = nn.functional.mse_loss(model(x), x.sum(dim=1, keepdim=True))
+        if rank == 1 and 30 <= step < 33:
+            loss = loss * 1e4  # a spike in this rank's batches only
+        loss.backward()
+        losses.append(loss.item())
+        guard.step(loss)
+    stops = [guard.should_stop(value) for value in ([1.0, 0.9, 0.95, 0.96] if rank == 0 else [1.0, 1.1, 0.8, 0.85])]
+    return {
+        "params": [p.detach().clone() for p in model.parameters()],
+        "judged": guard.trace.loss.tolist(),
+        "local": losses,
+        "events": [(event.step, event.kind) for event in guard.trace.events],
+        "rollbacks": guard.rollbacks,
+        "lr": optimizer.param_groups[0]["lr"],
+        "stops": stops,
+        "best_val_loss": guard.best_val_loss,
+        "logged": len(kept.messages),
+    }
 
 
 @pytest.mark.timeout(300)
 def test_a_spike_on_one_rank_rolls_back_every_rank_and_the_replicas_stay_equal(tmp_path: Path):
-    # spawn, not fork: forking a parent whose other threads (JAX, OpenMP) hold locks can deadlock
-    torch.multiprocessing.start_processes(
-        _worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, start_method="spawn"
-    )
-    first, second = (torch.load(tmp_path / f"{rank}.pt", weights_only=True) for rank in (0, 1))
+    first, second = run_two_ranks(_body, tmp_path)
     assert first["rollbacks"] == second["rollbacks"] == 1
     assert first["events"] == second["events"] and first["events"][0][1] == "rollback"
     assert all(torch.equal(a, b) for a, b in zip(first["params"], second["params"], strict=True))

@@ -294,12 +294,14 @@ class Guard:
         grads = [p.grad for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
         if not grads:
             return None
-        grads = [g.coalesce().values() if g.is_sparse else g for g in grads]  # nn.Embedding(sparse=True)
         # in float32: the norm of finite float16 gradients can pass float16's largest value, 65504
         try:  # one fused kernel, a few times cheaper than get_total_norm's grouping on small models
             return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, dtype=torch.float32))))
+        except NotImplementedError:  # sparse gradients (nn.Embedding(sparse=True)): the norm of their values
+            grads = [g.coalesce().values() if g.is_sparse else g for g in grads]
         except RuntimeError:  # gradients on several devices
-            return math.hypot(*(float(torch.linalg.vector_norm(g, dtype=torch.float32)) for g in grads))
+            pass
+        return math.hypot(*(float(torch.linalg.vector_norm(g, dtype=torch.float32)) for g in grads))
 
     # --- the core that the framework callbacks drive ---------------------------------------------
 
