@@ -370,7 +370,9 @@ def note(summary: dict, cases: list[dict]) -> list[str]:
         "  six (30x below the geometric mean of the edge and the blow-up) scored a 1.5% median here but",
         "  a 70% median on four held-out tasks, worse than this rule there, so it was not adopted;",
         "  `finder_heldout.md` scores the shipped rule on those held-out tasks",
-        "  (`python -m benchmarks.finder_heldout`).",
+        "  (`python -m benchmarks.finder_heldout`). `finder_limits.md` bounds what any rule of the",
+        "  form 'a landmark / a constant' can reach, over all 19 tasks with a ground truth",
+        "  (`python -m benchmarks.finder_limits`).",
         f"- Command: `{COMMAND}` (needs `benchmarks/results/ground_truth.json`); trained scores are",
         "  cached in `benchmarks/results/finder_scores.json` (delete it to retrain everything).",
     ]

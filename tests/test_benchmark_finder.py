@@ -32,3 +32,22 @@ def test_the_preregistered_switch_needs_a_lower_median_and_no_higher_worst():
     assert decision(summary(0.2, 1.0))[-1].endswith("switch.")
     assert "no switch" in decision(summary(0.3, 0.5))[-1]  # equal median: no
     assert "no switch" in decision(summary(0.1, 1.5))[-1]  # higher worst: no
+
+
+def test_the_limits_screen_interpolates_regret_and_recovers_a_known_margin():
+    from benchmarks.finder_limits import Interpolated, analyse, run_case
+
+    # a bowl in log LR with its best at 0.01: exact at grid points, linear between them
+    regret = Interpolated({10.0**e: 1.0 + (e + 2) ** 2 for e in range(-5, 2)})
+    assert regret(0.01) == 0.0 and regret(0.1) == 1.0
+    assert regret(10**-1.5) == 0.5 and regret(1e-9) == 9.0  # clipped to the grid's ends
+    # every landmark sits exactly 30x above the best LR: the hindsight margin is 30x, regret 0
+    marks = {"edge": 0.3, "min": 0.3, "rise": 0.3, "div": 0.3}
+    cases = [{"task": "t", "seed": s, "shipped": marks, "two-stage": marks} for s in range(3)]
+    table = analyse(cases, {"t": ("built-in", regret, 0.01)})
+    for row in table.values():
+        assert math.isclose(row["mean_offset"], -math.log10(30)) and row["sd_offset"] == 0
+        assert math.isclose(row["built-in"]["margin"], 30, rel_tol=0.07) and row["built-in"]["median"] < 0.05
+
+    case = run_case(("cancer-logreg", 0))  # both tests of one task and seed run and read
+    assert case["shipped"]["edge"] and case["two-stage"]["edge"]
