@@ -266,8 +266,16 @@ class GuardReader(Digits):
         return evaluate_task(self._task, model, self.val_loader)[0]
 
     @cached_property
+    def _blown_up(self):
+        return train_task(self._task, 1.0, steps=80).trace  # a run that blows up
+
+    @cached_property
     def losses(self) -> list[float]:
-        return train_task(self._task, 1.0, steps=80).trace.loss.tolist()  # a run that blows up
+        return self._blown_up.loss.tolist()
+
+    @cached_property
+    def lrs(self) -> list[float]:
+        return self._blown_up.lr.tolist()
 
     step = 100
 

@@ -41,6 +41,7 @@ logger = logging.getLogger("lrkit.guard")
 _BUILT_BY_CALLBACKS = ("model", "optimizer", "scheduler", "scaler")  # what a framework supplies
 _COUNTERS = ("steps", "skipped", "rollbacks", "lr_scale", "best_val_loss")  # state_dict's public part
 _INNER_COUNTERS = ("applied", "since_best", "skip_left", "nonfinite_streak")
+_RULE_PROGRESS = ("start", "best", "best_lr")  # the spike rule's memory of the loss's best
 
 
 class GuardStop(RuntimeError):
@@ -228,6 +229,7 @@ class Guard:
             "recent": list(rule.recent),
             "accepted": rule.accepted,
             "streak": rule.streak,
+            **{name: getattr(rule, name) for name in _RULE_PROGRESS},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -244,7 +246,12 @@ class Guard:
         for name in _INNER_COUNTERS:
             setattr(self, f"_{name}", state[name])
         recent = tuple(float(loss) for loss in state["recent"])
-        self._rule_state = SpikeState(recent, int(state["accepted"]), int(state["streak"]), tuple(sorted(recent)))
+        # a state saved before the rule kept these has none: its rule never sees the LR raised
+        default = SpikeState()
+        progress = {name: float(state.get(name, getattr(default, name))) for name in _RULE_PROGRESS}
+        self._rule_state = SpikeState(
+            recent, int(state["accepted"]), int(state["streak"]), tuple(sorted(recent)), **progress
+        )
         if self._best is not None:
             self._best.discard()
             self._best = None
@@ -326,7 +333,7 @@ class Guard:
             return self._nonfinite(step, loss_value, norm)
         self._nonfinite_streak = 0
         before = self._rule_state
-        self._rule_state, verdict = self.rule.update(before, loss_value)
+        self._rule_state, verdict = self.rule.update(before, loss_value, self._lr())
         if verdict is Verdict.SPIKE:
             baseline = Baseline.of(before.recent)
             self._rollback(
