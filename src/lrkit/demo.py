@@ -28,6 +28,8 @@ def demo_lrs(task: Task | str) -> tuple[float, float, float]:
     """Too high, too low and chosen for ``task``: its default LR times 1000, divided by 100, as is."""
     task = get_task(task) if isinstance(task, str) else task
     return task.default_lr * TOO_HIGH_FACTOR, task.default_lr / TOO_LOW_DIVISOR, task.default_lr
+
+
 SPIKE_WINDOW = 20  # steps of history a spike is judged against
 BLOWUP = 10.0  # a loss this many times its start has blown up
 
@@ -104,7 +106,9 @@ def count_spikes(loss: np.ndarray, window: int = SPIKE_WINDOW) -> int:
 def measure(role: str, result: TrainResult, target_loss: float) -> DemoRow:
     loss = result.trace.loss
     progress = 0.0 if result.diverged else (loss[0] - result.final_loss) / loss[0]
-    return DemoRow(role, result, count_spikes(loss), progress, steps_to_reach(result.trace, target_loss))
+    return DemoRow(
+        role, result, count_spikes(loss), progress, steps_to_reach(result.trace, target_loss)
+    )
 
 
 def expectations(rows: Sequence[DemoRow]) -> list[str]:
@@ -114,13 +118,19 @@ def expectations(rows: Sequence[DemoRow]) -> list[str]:
     for row in rows:
         metric = row.result.metric
         if row.role == "too high" and not (row.result.diverged or row.blew_up or row.spikes):
-            notes.append(f"lr={row.lr:g} was meant to be too high, but its loss neither diverged nor spiked.")
+            notes.append(
+                f"lr={row.lr:.3g} was meant to be too high, but its loss neither diverged nor spiked."
+            )
         if row.role == "too high" and metric is not None and metric >= 0.9 * best:
-            notes.append(f"lr={row.lr:g} was meant to be too high, but it still reached {metric:.0%} accuracy.")
+            notes.append(
+                f"lr={row.lr:.3g} was meant to be too high, but it still reached {metric:.0%} accuracy."
+            )
         if row.role == "too low" and row.progress >= 0.5:
-            notes.append(f"lr={row.lr:g} was meant to be too low, but the loss fell {row.progress:.0%}.")
+            notes.append(
+                f"lr={row.lr:.3g} was meant to be too low, but the loss fell {row.progress:.0%}."
+            )
         if row.role in ("chosen", "found") and row.steps_to_target is None:
-            notes.append(f"lr={row.lr:g} did not bring the loss to the target in this budget.")
+            notes.append(f"lr={row.lr:.3g} did not bring the loss to the target in this budget.")
     return notes
 
 
@@ -147,7 +157,9 @@ def run_demo(
     if not lrs:
         raise ValueError("lrs must name at least one learning rate, got none")
     seed = checks.integer("seed", seed)
-    target_ratio = checks.in_range("target_ratio", target_ratio, 0, 1, low_open=True, high_open=True)
+    target_ratio = checks.in_range(
+        "target_ratio", target_ratio, 0, 1, low_open=True, high_open=True
+    )
     if roles is None:
         roles = ["too high", "too low", "chosen"] if len(lrs) == 3 else [""] * len(lrs)
     notes, finder = [], None

@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 import click
+from matplotlib.figure import Figure
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -20,6 +21,7 @@ from rich.table import Table
 
 from lrkit.cli.options import lr_limit, seed_option
 from lrkit.cli.output import live, writable_folder
+from lrkit.cost import WINDOW, first_step
 from lrkit.demo import DemoResult, run_demo
 from lrkit.files import atomic_write_text
 from lrkit.plots import plot_traces, save_figure
@@ -42,7 +44,9 @@ def _lr_list(ctx: click.Context, param: click.Parameter, value: str | None) -> l
 
 
 @click.command()
-@click.option("--task", default="digits-mlp", show_default=True, help="Built-in task (see `lrkit tasks`).")
+@click.option(
+    "--task", default="digits-mlp", show_default=True, help="Built-in task (see `lrkit tasks`)."
+)
 @seed_option("Seed for weights and data order.")
 @click.option(
     "--lrs",
@@ -51,8 +55,19 @@ def _lr_list(ctx: click.Context, param: click.Parameter, value: str | None) -> l
     help="Comma-separated learning rates: too high, too low, chosen "
     "[default: the task's LR x1000, /100 and x1; 1, 1e-5, 1e-3 for digits-mlp].",
 )
-@click.option("--out", default="lrkit-demo", show_default=True, type=click.Path(file_okay=False), help="Output folder.")
-@click.option("--find/--no-find", default=True, show_default=True, help="Add a row at the LR a range test finds.")
+@click.option(
+    "--out",
+    default="lrkit-demo",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Output folder.",
+)
+@click.option(
+    "--find/--no-find",
+    default=True,
+    show_default=True,
+    help="Add a row at the LR a range test finds.",
+)
 def command(task: str, seed: int, lrs: list[float] | None, out: str, find: bool) -> None:
     """Train one classifier at a too-high, a too-low and a good LR, and compare the curves."""
     task_spec = get_task(task)
@@ -60,8 +75,13 @@ def command(task: str, seed: int, lrs: list[float] | None, out: str, find: bool)
     console = Console(width=max(Console().width, 110))
     bars_console = Console(stderr=True)
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=bars_console, transient=True, disable=not live(bars_console),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=bars_console,
+        transient=True,
+        disable=not live(bars_console),
     ) as progress:
         if find:
             progress.add_task("range test", total=None)
@@ -70,7 +90,9 @@ def command(task: str, seed: int, lrs: list[float] | None, out: str, find: bool)
         def on_step(run: int, step: int, loss: float) -> None:
             if run not in bars:
                 bars[run] = progress.add_task(f"run {run + 1}", total=task_spec.steps)
-            progress.update(bars[run], completed=step + 1, description=f"run {run + 1}: loss {loss:.3g}")
+            progress.update(
+                bars[run], completed=step + 1, description=f"run {run + 1}: loss {loss:.3g}"
+            )
 
         result = run_demo(task_spec, lrs, seed=seed, find=find, on_step=on_step)
     console.print(_table(result))
@@ -80,31 +102,67 @@ def command(task: str, seed: int, lrs: list[float] | None, out: str, find: bool)
         console.print(f"[yellow]note:[/] {note}")
     png, csv_path = folder / "loss_curves.png", folder / "loss_curves.csv"
     labels = [f"lr={row.lr:.3g}" + (f" ({row.role})" if row.role else "") for row in result.rows]
-    figure = plot_traces(
-        [row.result.trace for row in result.rows], labels=labels,
-        title=f"{result.task}: same model, seed {result.seed}, {len(result.rows)} learning rates",
-    )
-    figure.axes[0].axhline(result.target_loss, color="grey", linewidth=0.8, linestyle="-.")
-    save_figure(figure, png)
+    save_figure(_figure(result, labels), png)
     atomic_write_text(csv_path, _curves_csv(result))
     report = _report(result, labels, folder / "report.html")
     console.print(f"wrote {png}, {csv_path} and {report}")
     roles = {row.role for row in result.rows}
     picked = next((role for role in ("found", "chosen") if role in roles), None)
     if picked is not None:  # the CSV holds every run; diagnose reads one
-        console.print(f"next: lrkit diagnose {csv_path} --run role={picked}", highlight=False, soft_wrap=True)
+        console.print(
+            f"next: lrkit diagnose {csv_path} --run role={picked}", highlight=False, soft_wrap=True
+        )
+
+
+def _report_order(result: DemoResult) -> list[int]:
+    """The rows' indices in the report's order: the found run, the chosen one, then the others."""
+    first = {"found": 0, "chosen": 1}
+    return sorted(range(len(result.rows)), key=lambda index: first.get(result.rows[index].role, 2))
+
+
+def _figure(result: DemoResult, labels: list[str]) -> Figure:
+    """Every run's loss curve, each in the color the report's figures give it, and the target loss
+    with a dot where each run reached it by the table's measure (the moving mean of its losses)."""
+    order = _report_order(result)
+    colors = [f"C{order.index(index)}" for index in range(len(result.rows))]
+    figure = plot_traces(
+        [row.result.trace for row in result.rows],
+        labels=labels,
+        colors=colors,
+        title=f"{result.task}: same model, seed {result.seed}, {len(result.rows)} learning rates",
+    )
+    ax = figure.axes[0]
+    ax.axhline(
+        result.target_loss,
+        color="grey",
+        linewidth=0.8,
+        linestyle="-.",
+        label=f"target loss {result.target_loss:.3g} (dot: reached, mean of {WINDOW} steps)",
+    )
+    for row, color in zip(result.rows, colors, strict=True):
+        if row.steps_to_target is not None:
+            step = first_step(row.result.trace) + row.steps_to_target - 1
+            ax.plot(
+                [step],
+                [result.target_loss],
+                "o",
+                color=color,
+                markeredgecolor="black",
+                markersize=7,
+                zorder=3,
+            )
+    ax.legend()
+    return figure
 
 
 def _report(result: DemoResult, labels: list[str], path: Path) -> Path:
     """The HTML report: the found (else chosen) run first, costed against the chosen (default) LR
     at the demo's own target loss."""
     by_role = {row.role: row for row in result.rows}
-    first = {"found": 0, "chosen": 1}
-    ordered = sorted(zip(labels, result.rows, strict=True), key=lambda pair: first.get(pair[1].role, 2))
     baseline = by_role["chosen"].result if "found" in by_role and "chosen" in by_role else None
     return write_report(
         path,
-        runs={label: row.result for label, row in ordered},
+        runs={labels[index]: result.rows[index].result for index in _report_order(result)},
         finder=result.finder,
         baseline=baseline,
         target_loss=result.target_loss if baseline is not None else None,
@@ -123,7 +181,8 @@ def _table(result: DemoResult) -> Table:
             row.role,
             f"{row.result.final_loss:.4g}",
             "-" if metric is None else f"{metric:.1%}",
-            row.behaviour + (f" ({row.spikes} spikes)" if row.spikes else ""),
+            row.behaviour
+            + (f" ({row.spikes} spike{'s' if row.spikes > 1 else ''})" if row.spikes else ""),
             "never" if row.steps_to_target is None else str(row.steps_to_target),
             f"{_training_seconds(row.result):.1f}s",
         )
@@ -145,5 +204,7 @@ def _curves_csv(result: DemoResult) -> str:
         val = trace.val_loss
         for i in range(len(trace)):
             val_cell = "" if val is None or val[i] != val[i] else repr(float(val[i]))
-            writer.writerow([row.role, repr(row.lr), int(trace.step[i]), repr(float(trace.loss[i])), val_cell])
+            writer.writerow(
+                [row.role, repr(row.lr), int(trace.step[i]), repr(float(trace.loss[i])), val_cell]
+            )
     return buffer.getvalue()

@@ -11,4 +11,14 @@ from lrkit.plots.finder import plot_finder
 from lrkit.plots.schedule import plot_schedule
 from lrkit.plots.sweep import plot_sweep
 
-__all__ = ["figure_format", "new_axes", "plot_cost", "plot_diagnosis", "plot_finder", "plot_schedule", "plot_sweep", "plot_traces", "save_figure"]
+__all__ = [
+    "figure_format",
+    "new_axes",
+    "plot_cost",
+    "plot_diagnosis",
+    "plot_finder",
+    "plot_schedule",
+    "plot_sweep",
+    "plot_traces",
+    "save_figure",
+]

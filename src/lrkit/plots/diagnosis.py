@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from lrkit.plots.curves import new_axes, thinned
+from lrkit.plots.curves import mostly_near_zero, new_axes, spans_decades, thinned, title_lines
 from lrkit.trace import Trace
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def plot_diagnosis(trace: Trace, diagnosis: Diagnosis, *, ax: Axes | None = None
             color="C3",
             markersize=9,
             mew=2,
-            label=f"{e.spike_count} spikes",
+            label=f"{e.spike_count} spike{'s' if e.spike_count > 1 else ''}",
         )
     if e.first_nonfinite_step is not None:
         first = e.first_nonfinite_step
@@ -59,7 +59,8 @@ def plot_diagnosis(trace: Trace, diagnosis: Diagnosis, *, ax: Axes | None = None
             first,
             color="C3",
             linewidth=2 if e.ended_nonfinite else 1,
-            label=f"non-finite from step {first}" if e.ended_nonfinite
+            label=f"non-finite from step {first}"
+            if e.ended_nonfinite
             else f"first of {e.nonfinite_count} non-finite losses left out (step {first})",
         )
     if diagnosis.verdict in ("too_low", "healthy", "plateau"):
@@ -68,19 +69,31 @@ def plot_diagnosis(trace: Trace, diagnosis: Diagnosis, *, ax: Axes | None = None
             left, e.trend_until_step, color="C0", alpha=0.08, label=f"trend window ({e.trend:.2f})"
         )
     if np.isfinite(trace.lr).any():
-        lr_ax = ax.twinx()
-        lr_ax.plot(*thinned(trace.step, trace.lr), color="C5", linewidth=1, alpha=0.7)
-        if np.nanmax(trace.lr) > 0:
-            lr_ax.set_ylim(0, 1.1 * float(np.nanmax(trace.lr)))
-        lr_ax.set_ylabel("learning rate", color="C5")
-    if len(loss) and loss.min() > 0 and loss.max() / loss.min() > 20:
+        _draw_lr(ax, trace)
+    if spans_decades(loss):
         ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8)
     ax.set_title(
-        f"{diagnosis.verdict} (confidence {diagnosis.confidence:.2f}): {diagnosis.action}",
+        title_lines(
+            f"{diagnosis.verdict} (confidence {diagnosis.confidence:.2f}): {diagnosis.action}"
+        ),
         fontsize=9,
     )
     return figure
+
+
+def _draw_lr(ax: Axes, trace: Trace) -> None:
+    """The LR on a second y axis, from 0 (log where a linear axis would flatten most of it to
+    zero: a range-test sweep, say), kept under ``ax`` so that the legend stays on top of it."""
+    lr_ax = ax.twinx()
+    lr_ax.plot(*thinned(trace.step, trace.lr), color="C5", linewidth=1, alpha=0.7)
+    if mostly_near_zero(trace.lr):
+        lr_ax.set_yscale("log")
+    elif np.nanmax(trace.lr) > 0:
+        lr_ax.set_ylim(0, 1.1 * float(np.nanmax(trace.lr)))
+    lr_ax.set_ylabel("learning rate", color="C5")
+    ax.set_zorder(lr_ax.get_zorder() + 1)  # the loss, its marks and the legend over the LR line
+    ax.patch.set_visible(False)  # else the raised axes' background would hide the LR line
