@@ -119,8 +119,9 @@ def command(
     import optuna  # noqa: F401  (first, before any work: without it the app names the extra to install)
 
     from lrkit.sweeps import TaskObjective, mask_url
-    from lrkit.sweeps.search import make_plan, open_study
+    from lrkit.sweeps.search import WorkerError, make_plan, open_study
     from lrkit.sweeps.storage import with_driver
+    from lrkit.sweeps.worker import FINISHED
 
     if (task is None) == (entry is None):
         raise click.UsageError("give exactly one of --task NAME or --entry module:function")
@@ -154,7 +155,8 @@ def command(
         if storage is not None:
             writable_file(journal, "--storage")
         _check_journal(journal, "--storage" if storage is not None else "--out")
-    open_study(plan)  # fails fast (masked) on a storage it cannot reach or a mismatched study
+    # fails fast (masked) on a storage it cannot reach or a mismatched study
+    finished = len(open_study(plan).get_trials(deepcopy=False, states=FINISHED))
     budget = "" if plan.timeout is None else f", time budget {format_duration(plan.timeout)}"
     csv_path, png_path = folder / "sweep.csv", folder / "sweep.png"
     with stdout_to_stderr(as_json):
@@ -162,7 +164,12 @@ def command(
             f"study {plan.study!r} in {plan.spec.shown}: lr {plan.min_lr:.3g}..{plan.max_lr:.3g}, "
             f"{plan.n_trials} trials, sampler {plan.sampler}, pruner {plan.pruner or 'none'}{budget}"
         )
-        result = _run_with_progress(plan, workers)
+        if finished:
+            click.echo(_resuming(finished, plan.n_trials))
+        try:
+            result = _run_with_progress(plan, workers)
+        except WorkerError as error:  # its traceback is above, as the user's own code's is
+            raise click.ClickException(str(error)) from None
         if not as_json:
             _print_result(result)
         result.to_csv(csv_path)
@@ -176,10 +183,23 @@ def command(
         if plan.spec.kind == "journal":
             click.echo(f"browse it: optuna-dashboard {plan.spec.target}")
         else:
-            click.echo(f"browse it: optuna-dashboard {mask_url(with_driver(plan.spec.target))} (with your password)")
+            url = with_driver(plan.spec.target)
+            shown = mask_url(url)
+            click.echo(f"browse it: optuna-dashboard {shown}{' (with your password)' if shown != url else ''}")
     if as_json:
         files = {"csv": csv_path, "plot": png_path if result.finished else None}
         print_json({**result_fields(result, plan.spec.shown), "files": files})
+
+
+def _resuming(finished: int, n_trials: int) -> str:
+    """Say that the study already holds trials, so a run after a change to the objective does not
+    pass its old trials off as new ones."""
+    if finished < n_trials:
+        return f"resuming: {finished} of its {n_trials} trials finished before this run"
+    return (
+        f"resuming: it already holds {finished} finished trials, so none runs; raise --trials to add "
+        "more, or give another --study (or --out) to start afresh"
+    )
 
 
 def _check_journal(path: Path, option: str) -> None:
@@ -325,6 +345,13 @@ def _print_result(result) -> None:
     bowl = result.bowl
     if bowl is None:
         click.echo(f"lr to train with {result.lr:.4g} (the best trial's: the complete trials hold no bowl to fit)")
+    elif bowl.lr in (min(bowl.lrs), max(bowl.lrs)):  # the vertex was kept within the fitted span
+        side = "highest" if bowl.lr == max(bowl.lrs) else "lowest"
+        click.echo(
+            f"lr to train with {bowl.lr:.4g}: the {side} of the best {len(bowl.lrs)} complete trials, "
+            f"where a parabola in log LR through them is lowest within their span (its minimum lies "
+            f"beyond it)"
+        )
     else:
         click.echo(
             f"lr to train with {bowl.lr:.4g}: the minimum of a parabola in log LR through the best "

@@ -196,8 +196,9 @@ class SweepResult:
     def __repr__(self) -> str:
         try:
             best = f"lr={self.lr:.3g}, best_lr={self.best_lr:.3g}, best_loss={self.best_loss:.4g}"
-        except ValueError:
-            best = "no complete trial"
+        except ValueError:  # no complete trial, or every one diverged
+            diverged = any(row.state == "complete" for row in self.trials)
+            best = "no LR: every complete trial diverged" if diverged else "no complete trial"
         cost = f", steps={self.steps_spent:,}" if self.steps_spent else ""
         if self.compute_fraction is not None:
             cost += f" ({self.compute_fraction:.0%} of a {self.grid_steps:,}-step grid)"

@@ -7,12 +7,13 @@ running the same sweep again resumes it, counting the trials already finished to
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import multiprocessing
 import pickle
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from lrkit.sweeps.worker import (
     STEPS,
     SURPLUS,
     TrialRunner,
+    errors_of,
+    process_id,
     quiet_optuna,
     reclaim_dead,
     reclaim_stale,
@@ -45,6 +48,10 @@ STATES = {
     TrialState.WAITING: "waiting",
     TrialState.FAIL: "failed",
 }
+
+
+class WorkerError(RuntimeError):
+    """A helper process of this sweep stopped on an error (its traceback went to stderr)."""
 
 
 @dataclass(frozen=True)
@@ -140,14 +147,22 @@ def run_plan(
 
     The time budget starts now, and the helpers share its deadline: ``time.monotonic()`` reads one
     clock for every process of a machine (CLOCK_MONOTONIC on Linux), so it means the same there.
+    An error in a helper stops the sweep as one here does: this process raises ``WorkerError``
+    before its next trial.
     """
     deadline = None if plan.timeout is None else time.monotonic() + plan.timeout
     optuna_study = open_study(plan)
     on_progress = None if progress is None else (lambda finished: progress(finished, plan.n_trials))
     helpers = _start_helpers(plan, workers - 1, deadline)
+    owners = {helper: process_id(helper.pid) for helper in helpers}
     try:
         done = run_worker(
-            optuna_study, _runner(plan), reclaim=_reclaimer(plan.spec), on_progress=on_progress, deadline=deadline
+            optuna_study,
+            _runner(plan),
+            reclaim=_reclaimer(plan.spec),
+            on_progress=on_progress,
+            deadline=deadline,
+            check=lambda: _check_helpers(owners, optuna_study),
         )
     except BaseException:
         for helper in helpers:  # an error or Ctrl-C here stops the whole local sweep
@@ -196,18 +211,25 @@ def make_plan(
     checks.one_of("pruner", pruner, PRUNERS)
     workers = checks.integer("workers", workers, minimum=1)
     heartbeat_seconds = checks.integer("heartbeat_seconds", heartbeat_seconds, minimum=1)
-    if prior_lr is None and task is not None:
+    if prior_lr is not None:  # asked for, so tried: a task's own LR outside the range is skipped
+        prior_lr = checks.in_range("prior_lr", prior_lr, min_lr, max_lr)
+    elif task is not None:
         prior_lr = task.prior_lr
-    if prior_lr is not None:
-        prior_lr = checks.positive("prior_lr", prior_lr)
-    if study is not None and (not isinstance(study, str) or not study.strip()):
+    if study is not None and not isinstance(study, str):
+        raise TypeError(f"study must be a name (a str), got {study!r} ({type(study).__name__})")
+    if study is not None and not study.strip():
         raise ValueError(f"study must be a non-empty name, got {study!r}")
     if schedules is not None:
-        schedules = tuple(checks.one_of("schedules", kind, SCHEDULE_KINDS) for kind in schedules) or None
+        kinds = _listed("schedules", schedules)
+        schedules = tuple(checks.one_of("schedules", kind, SCHEDULE_KINDS) for kind in kinds)
     if warmup_steps is not None:
         if schedules is None:
             raise ValueError("warmup_steps needs schedules (the kinds to warm up into), got schedules=None")
-        warmup_steps = tuple(checks.integer("warmup_steps", steps, minimum=0) for steps in warmup_steps)
+        lengths = _listed("warmup_steps", warmup_steps)
+        warmup_steps = tuple(checks.integer("warmup_steps", steps, minimum=0) for steps in lengths)
+        too_long = [steps for steps in warmup_steps if task is not None and steps >= task.steps]
+        if too_long:  # found now, not in whichever trial first draws it (the study keeps its settings)
+            raise ValueError(f"warmup_steps must be < {task.steps}, the steps of task {task.task!r}, got {too_long[0]}")
     if timeout is not None:
         if not checks.is_real(timeout):
             raise TypeError(
@@ -217,6 +239,7 @@ def make_plan(
         timeout = checks.positive("timeout", timeout)
     spec = parse_storage(storage)
     check_workers(spec, workers)
+    _require_callable_as(objective, schedules is not None)
     if workers > 1:
         _require_picklable(objective, workers)
     return Plan(
@@ -227,6 +250,19 @@ def make_plan(
         report_every=task.report_every if task is not None else None,
         schedules=schedules, warmup_steps=warmup_steps or (0,), timeout=timeout,
     )
+
+
+def _listed(name: str, values: object) -> tuple:
+    """``values`` as a tuple: a non-empty collection of choices, never one string (whose letters
+    would be taken for the choices)."""
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise TypeError(
+            f"{name} must be a list of values, got {values!r} ({type(values).__name__}); for one value write [{values!r}]"
+        )
+    listed = tuple(values)
+    if not listed:
+        raise ValueError(f"{name} must hold at least one value, got {values!r} (None: not searched)")
+    return listed
 
 
 def open_study(plan: Plan, *, create: bool = True) -> optuna.Study:
@@ -356,14 +392,32 @@ def _first_lrs(plan: Plan) -> list[float]:
 
 
 def _check_resumable(study: optuna.Study, plan: Plan) -> None:
+    """Refuse to join a study that is not this plan's: one that maximizes or has several
+    objectives (its sampler and pruner would work against the loss), one that other code made
+    (its trials would count toward ``n_trials``), or one made with other settings."""
+    where = f"study {plan.study!r} in {plan.spec.shown}"
+    directions = [direction.name.lower() for direction in study.directions]
+    if directions != ["minimize"]:
+        made = f"to {directions[0]}" if len(directions) == 1 else f"with {len(directions)} objectives"
+        raise ValueError(
+            f"{where} was made {made}; a sweep minimizes one, the validation loss: choose another study name"
+        )
     made = study.user_attrs.get("lrkit")
-    if made is None or made == plan.settings():
+    if made is None:
+        # lrkit records its settings before it queues any trial, so trials without them are another's
+        if study.get_trials(deepcopy=False):
+            raise ValueError(
+                f"{where} was not made by an lrkit sweep (it holds trials but no lrkit settings): "
+                "choose another study name"
+            )
+        return
+    if made == plan.settings():
         return
     shown = ", ".join(f"{key}={value!r}" for key, value in made.items())
     asked = ", ".join(f"{key}={value!r}" for key, value in plan.settings().items())
     raise ValueError(
-        f"study {plan.study!r} in {plan.spec.shown} was made with {shown}; this run asks for "
-        f"{asked}: resume with the same settings or choose another study name"
+        f"{where} was made with {shown}; this run asks for {asked}: resume with the same settings or "
+        "choose another study name"
     )
 
 
@@ -379,6 +433,19 @@ def _reclaimer(spec: StorageSpec) -> Callable[[optuna.Study], None]:
     return lambda study: None
 
 
+def _require_callable_as(objective: Objective, searched: bool) -> None:
+    """Refuse an objective that cannot take the call the trials make (``schedule=`` and
+    ``warmup_steps=`` too when they are searched) before a study is made with it."""
+    keywords = ("schedule", "warmup_steps") if searched else ()
+    try:
+        inspect.signature(objective).bind(1.0, None, **dict.fromkeys(keywords))
+    except TypeError as error:
+        call = ", ".join(["lr", "report", *(f"{keyword}=..." for keyword in keywords)])
+        raise TypeError(f"objective must take the call the sweep makes, ({call}), got {objective!r}: {error}") from None
+    except ValueError:  # no signature to read (some builtins): the call itself decides
+        pass
+
+
 def _require_picklable(objective: Objective, workers: int) -> None:
     try:
         pickle.dumps(objective)
@@ -387,6 +454,25 @@ def _require_picklable(objective: Objective, workers: int) -> None:
             f"objective must be picklable (a module-level function or a task name) to run in "
             f"workers={workers} processes, got {objective!r}: {error}"
         ) from None
+
+
+def _check_helpers(owners: dict[multiprocessing.process.BaseProcess, str], study: optuna.Study) -> None:
+    """Raise ``WorkerError`` when a helper's objective raised (its failed trial says so as soon as
+    it is told, before the helper has exited), or the helper exited on another error (a positive
+    exit code). One killed by a signal is not an error here: its trial is reclaimed and run
+    again, as a crashed worker's is."""
+    for helper, owner in owners.items():
+        raised = "; ".join(errors_of(study, owner))
+        if raised:
+            why = f"the objective raised in {raised}"
+        elif helper.exitcode is not None and helper.exitcode > 0:
+            why = f"it exited with code {helper.exitcode}"
+        else:
+            continue
+        raise WorkerError(
+            f"worker process {helper.pid} of this sweep stopped: {why} (its traceback is above); "
+            "fix that and run the sweep again to resume: a trial the error stopped runs again, with the same LR"
+        )
 
 
 def _start_helpers(
@@ -404,7 +490,8 @@ def join_sweep(plan: Plan, deadline: float | None = None) -> None:
     (the starting process's, a ``time.monotonic()`` value) has passed."""
     study = open_study(plan, create=False)
     # Ctrl-C reaches every process of the terminal: the starting one says so, and run_worker has
-    # queued the trial it stopped here to run again
+    # queued the trial it stopped here to run again. An error propagates, as a non-zero exit code
+    # that (with the error on its failed trial) stops the starting process too
     with contextlib.suppress(KeyboardInterrupt):
         run_worker(study, _runner(plan), reclaim=_reclaimer(plan.spec), deadline=deadline)
 

@@ -10,12 +10,13 @@ module unmasked.
 from __future__ import annotations
 
 import importlib.util
+import re
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from lrkit import checks
 
@@ -47,18 +48,26 @@ class StorageSpec:
 
 def mask_url(url: str) -> str:
     """``url`` with its passwords replaced by ``***``: the one in ``user:password@`` and any
-    ``password=`` query parameter (libpq's) (paths and password-less URLs unchanged)."""
+    ``password=`` query parameter (libpq's); every other character as given.
+
+    The URL is edited in place, not parsed and rebuilt: rebuilding drops the empty host of
+    ``sqlite:///sweep.db`` (``sqlite:/sweep.db``) and re-quotes the query, so what is shown (and
+    what ``optuna-dashboard`` is told to open) would no longer be the URL the sweep used.
+    """
     if "://" not in url:
         return url
-    parts = urlsplit(url)
-    if parts.password is not None:
-        user, _, host = parts.netloc.rpartition("@")
-        parts = parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}")
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    if any(key.lower() == "password" for key, _ in query):
-        masked = [(key, "***" if key.lower() == "password" else value) for key, value in query]
-        parts = parts._replace(query=urlencode(masked, safe="*"))
-    return urlunsplit(parts)
+    scheme, _, rest = url.partition("://")
+    netloc = urlsplit(url).netloc  # ``rest`` starts with it
+    user, at, host = netloc.rpartition("@")
+    if at and ":" in user:
+        rest = f"{user.split(':', 1)[0]}:***@{host}{rest[len(netloc):]}"
+    head, mark, query = rest.partition("?")
+    query, hash_mark, fragment = query.partition("#")
+    query = _QUERY_PASSWORD.sub(r"\1***", query)
+    return f"{scheme}://{head}{mark}{query}{hash_mark}{fragment}"
+
+
+_QUERY_PASSWORD = re.compile(r"(?i)((?:^|&)password=)[^&]*")
 
 
 def _passwords(url: str) -> list[str]:
@@ -140,6 +149,17 @@ def with_driver(url: str) -> str:
     return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
 
 
+def _driver_hint(url: str) -> str:
+    """What to install for ``url``'s database driver: ``lrkit[sweep]`` brings PostgreSQL's only."""
+    if url.startswith("postgresql"):
+        return "pip install 'lrkit[sweep]'"
+    scheme = urlsplit(url).scheme
+    return (
+        f"lrkit[sweep] installs the PostgreSQL driver only: install a driver SQLAlchemy knows for "
+        f"{scheme}:// and name it in the URL, such as pymysql in mysql+pymysql://"
+    )
+
+
 def _open_database(url: str, heartbeat_seconds: int):
     import optuna
     import sqlalchemy.exc
@@ -161,7 +181,7 @@ def _open_database(url: str, heartbeat_seconds: int):
                     heartbeat_stale_trial_callback=retry,
                 )
         except ImportError as error:
-            raise ConnectionError(f"cannot open storage {shown}: {error} (pip install 'lrkit[sweep]')") from None
+            raise ConnectionError(f"cannot open storage {shown}: {error} ({_driver_hint(url)})") from None
         except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as error:
             reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
             # workers starting together race to create the tables (a duplicate key, or "relation

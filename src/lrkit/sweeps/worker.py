@@ -6,13 +6,16 @@ is exact: a worker whose new trial would go past it (counting the trials before 
 failed) marks that trial failed unrun and stops, so N workers never overshoot. Workers wait while
 the last trials run elsewhere, so a trial whose worker dies is retried (same parameters) by one
 that is still alive: through Optuna's heartbeats on a database, and on a journal file by seeing
-that the owning process on this machine is gone. A trial stopped by Ctrl-C is queued to run again too.
-A worker with a deadline starts no trial, and stops waiting, once it has passed.
+that the owning process on this machine is gone. A trial stopped by Ctrl-C, or by an error raised in
+the objective (which stops the worker, as the error is the user's to fix), is queued to run again
+too, so a resumed sweep loses no LR. A worker with a deadline starts no trial, and stops waiting,
+once it has passed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import socket
@@ -34,6 +37,7 @@ WORKER = "lrkit_worker"  # host:pid:start-time of the process running it
 STEPS = "lrkit_steps"  # training steps the trial ran
 DIVERGED = "lrkit_diverged"
 SURPLUS = "lrkit_surplus"  # created after the target was reached; never ran
+ERROR = "lrkit_error"  # "Type: message" of the exception the objective raised in a failed trial
 
 
 class Surplus(Exception):
@@ -43,11 +47,14 @@ class Surplus(Exception):
 class Reporter:
     """The ``report(step, value)`` an objective receives: records the value, prunes when told.
 
-    A non-finite value means the run diverged, so it is stopped (pruned) at once.
+    A non-finite value means the run diverged, so it is stopped (pruned) at once. A step reported
+    again keeps its first value, as Optuna does, with a warning in the objective's step numbers
+    (Optuna's own would count them from 1).
     """
 
     def __init__(self, trial: optuna.Trial) -> None:
         self._trial = trial
+        self._reported: set[int] = set()
         self.steps = 0
 
     def __call__(self, step: int, value: float) -> None:
@@ -63,6 +70,15 @@ class Reporter:
         if not math.isfinite(value):
             self._trial.set_user_attr(DIVERGED, True)
             raise optuna.TrialPruned(f"validation loss {value} at step {step}")
+        if step in self._reported:
+            warnings.warn(
+                f"report(step={step}, ...) again: only the first value reported at a step counts; "
+                "pass the 0-based index of the last step (or epoch) trained",
+                UserWarning,
+                stacklevel=2,
+            )
+            return
+        self._reported.add(step)
         self._trial.report(value, step + 1)  # Optuna's step: steps done, the pruners' resource
         if self._trial.should_prune():
             raise optuna.TrialPruned(f"pruned at step {step}")
@@ -98,6 +114,15 @@ class TrialRunner:
         reporter = Reporter(trial)
         try:
             returned = self.objective(lr, reporter, **options)
+        except optuna.TrialPruned:
+            raise
+        except Exception as error:
+            trial.set_user_attr(ERROR, f"{type(error).__name__}: {error}")
+            error.add_note(
+                f"lrkit: raised by the objective in trial #{trial.number} at lr={lr:.4g}; the sweep stopped. "
+                f"Run it again to resume: this trial runs again with the same LR (up to {RETRIES} times)"
+            )
+            raise
         finally:
             trial.set_user_attr(STEPS, reporter.steps)
         value = checks.one_number(returned)
@@ -119,6 +144,7 @@ def run_worker(
     reclaim: Callable[[optuna.Study], None],
     on_progress: Callable[[int], None] | None = None,
     deadline: float | None = None,
+    check: Callable[[], None] | None = None,
     poll_seconds: float = 0.5,
 ) -> bool:
     """Run trials until ``runner.target`` trials of ``study`` are complete or pruned, or until
@@ -126,11 +152,14 @@ def run_worker(
 
     The deadline is checked before each trial, never during one (as Optuna's ``timeout``): a
     running trial finishes, or is pruned, as it would have, and no trial starts after it.
+    ``check()``, called there too, raises to stop this worker (another of its sweep failed).
     """
     last = -1
     with quiet_optuna():
         reclaim(study)  # a crashed run's trials first, so a resume retries them before new ones
         while True:
+            if check is not None:
+                check()
             trials = study.get_trials(deepcopy=False)
             finished = sum(1 for trial in trials if trial.state in FINISHED)
             if on_progress is not None and finished != last:
@@ -145,8 +174,8 @@ def run_worker(
             if waiting or live < runner.target:
                 try:
                     study.optimize(runner, n_trials=1, catch=(Surplus,), gc_after_trial=False)
-                except KeyboardInterrupt:
-                    retry_interrupted(study)  # Optuna failed the trial; a resume runs it again
+                except BaseException:  # Ctrl-C or an error: Optuna failed the trial
+                    retry_stopped(study)  # so a resume runs it again
                     raise
             else:
                 time.sleep(poll_seconds)  # the last trials run elsewhere; retry them if they die
@@ -174,22 +203,36 @@ def reclaim_dead(study: optuna.Study) -> None:
         retry_trial(study, trial)
 
 
-def retry_interrupted(study: optuna.Study) -> None:
-    """Queue the trial a Ctrl-C stopped in this process to run again, with the same parameters.
+def retry_stopped(study: optuna.Study) -> None:
+    """Queue the trials that a Ctrl-C or an error stopped in this process to run again, with the
+    same parameters: this process's failed trials (not surplus) that have no retry yet.
 
-    Optuna marks it failed; it is this process's last failed trial (its others are surplus).
+    Optuna marks a stopped trial failed. Looking for every one without a retry, rather than the
+    last one, queues none twice when a process runs several sweeps, or is stopped between trials.
     """
     me = process_id()
-    stopped = [
-        trial
+    trials = study.get_trials(deepcopy=False)
+    retried = {number for trial in trials for number in trial.system_attrs.get("retry_history", ())}
+    for trial in trials:
+        stopped = trial.state == TrialState.FAIL and trial.user_attrs.get(WORKER) == me
+        if stopped and not trial.user_attrs.get(SURPLUS) and trial.number not in retried:
+            retry_trial(study, trial)
+
+
+def errors_of(study: optuna.Study, owner: str) -> list[str]:
+    """What the objective raised in the failed trials of process ``owner`` (a ``process_id``)."""
+    return [
+        f"trial #{trial.number} at lr={trial.params['lr']:.4g}: {trial.user_attrs[ERROR]}"
         for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-        if trial.user_attrs.get(WORKER) == me and not trial.user_attrs.get(SURPLUS)
+        if trial.user_attrs.get(WORKER) == owner and ERROR in trial.user_attrs
     ]
-    if stopped:
-        retry_trial(study, stopped[-1])
 
 
 def retry_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Queue ``trial`` to run again with its parameters, as Optuna's heartbeat retry does (at most
+    ``RETRIES`` times), leaving its error behind: the retry has not raised it."""
+    trial = copy.copy(trial)
+    trial.user_attrs = {key: value for key, value in trial.user_attrs.items() if key != ERROR}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=RETRIES)(study, trial)
