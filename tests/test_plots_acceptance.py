@@ -269,3 +269,17 @@ def test_diverged_trials_sit_on_the_top_edge_not_at_a_loss() -> None:
     assert np.allclose(
         at[:, 1], ax.bbox.y1
     )  # the edge, above every finite trial, whatever the scale
+
+
+def test_the_reports_recorded_lr_gets_a_log_axis_when_swept_over_decades(monkeypatch):
+    from lrkit.report import document
+
+    charts = []
+    monkeypatch.setattr(document, "_chart", lambda figure, alt: charts.append(figure) or "")
+    steps = np.arange(400)
+    for lr, scale in ((np.geomspace(1e-9, 1e3, 400), "log"), (1e-3 * np.cos(steps / 800), "linear")):
+        trace = Trace(step=steps, lr=lr, loss=np.exp(-steps / 100) + 0.1)
+        document.render_report(runs={"run": trace})
+        (recorded,) = [f for f in charts if f.axes[0].get_title().startswith("learning rate of")]
+        assert recorded.axes[0].get_yscale() == scale
+        charts.clear()

@@ -25,7 +25,7 @@ from lrkit.cost import CostComparison, RunCost, compare_cost, steps_through
 from lrkit.diagnosis import MIN_POINTS, Diagnosis, diagnose
 from lrkit.plots import plot_diagnosis, plot_finder, plot_schedule, plot_traces
 from lrkit.plots.cost import plot_cost
-from lrkit.plots.curves import thinned
+from lrkit.plots.curves import mostly_near_zero, thinned
 from lrkit.schedules import Schedule, parse
 from lrkit.suggest import Suggestion, suggest
 from lrkit.trace import Trace
@@ -235,6 +235,8 @@ def _schedule_section(run: Run, schedule: Schedule | None) -> str:
         )
     figure, ax = plt.subplots(figsize=(8, 3), layout="constrained")
     ax.plot(*thinned(run.trace.step, run.trace.lr), linewidth=1.4)
+    if mostly_near_zero(lr):  # an LR swept or decayed over decades: a linear axis shows zero
+        ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("learning rate")
     ax.grid(True, alpha=0.3)
