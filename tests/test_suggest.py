@@ -136,7 +136,9 @@ def test_flat_noise_has_no_valley_and_says_why():
     assert "no more than its step-to-step noise" in result.reason and "no clear valley" in result.reason
     assert "no usable curve" in repr(result)
     falling_never = suggest(trace_of(lr, 1.0 + 1e-3 * np.arange(60)))
-    assert falling_never.reason.startswith("the loss did not fall during the test (no valley)")
+    assert falling_never.reason.startswith("the loss never fell below its first value and blew up")
+    still = suggest(trace_of(lr, 1.0 + 1e-3 * np.arange(60)), window=60)  # too slow to call a blow-up
+    assert still.reason.startswith("the loss did not fall during the test (no valley)")
 
 
 def test_a_loss_that_is_nan_from_the_first_step_is_not_usable():
@@ -225,3 +227,15 @@ def test_bad_arguments_are_named():
         suggest(trace, window=0)
     with pytest.raises(ValueError, match="window must be in"):
         DivergenceWatch(window=0.5)
+
+
+def test_a_test_that_blew_up_without_ever_falling_says_the_rates_were_too_high():
+    lr = np.linspace(1e-9, 1e3, 60)  # a linear sweep over 12 decades: step 1 is already at 17
+    loss = 2.3 * np.exp(np.arange(60) / 3.0)  # rising from the first step until it is inf
+    loss[40:] = np.inf
+    result = suggest(trace_of(lr, loss))
+    assert not result.usable and "diverged_lr" in result.evidence
+    assert result.reason.startswith("the loss never fell below its first value and blew up")
+    assert "lower min_lr and max_lr" in result.reason and "use an exponential sweep" in result.reason
+    exponential = suggest(trace_of(np.geomspace(1.0, 1e3, 60), loss))
+    assert "lower min_lr and max_lr" in exponential.reason and "exponential" not in exponential.reason

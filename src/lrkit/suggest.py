@@ -207,10 +207,7 @@ def _suggest(lr: np.ndarray, loss: np.ndarray, column: str, window: float, watch
     noise = float(np.median(np.abs(np.diff(loss)))) * 1.4826 / math.sqrt(2)
     evidence.update(min_loss_lr=float(lr[lowest]), drop=drop, noise=noise)
     if drop <= 0:
-        return _unusable(
-            f"the {column} did not fall during the test (no valley): widen the LR range or raise max_lr",
-            **evidence,
-        )
+        return _unusable(_never_fell(column, lr, stop is not None), **evidence)
     if drop <= 2 * noise / math.sqrt(max(1.0, window)):
         return _unusable(
             f"the {column} fell by {drop:.3g}, no more than its step-to-step noise ({noise:.3g}) can "
@@ -241,6 +238,21 @@ def _suggest(lr: np.ndarray, loss: np.ndarray, column: str, window: float, watch
         reason=reason,
         evidence=evidence,
     )
+
+
+def _never_fell(column: str, lr: np.ndarray, blew_up: bool) -> str:
+    """Why a test whose loss never fell below its start has no valley, and what to change: a
+    test that then blew up tried only rates that were too high (a linear sweep over decades jumps
+    from min_lr to a large fraction of max_lr in its first step)."""
+    if not blew_up:
+        return f"the {column} did not fall during the test (no valley): widen the LR range or raise max_lr"
+    reason = (
+        f"the {column} never fell below its first value and blew up by lr={lr[-1]:.3g}: every rate "
+        f"tried was too high; lower min_lr and max_lr"
+    )
+    if len(lr) > 1 and lr[1] > 100 * lr[0]:
+        reason += f" (the sweep's second step was already at lr={lr[1]:.3g}: use an exponential sweep)"
+    return reason
 
 
 def first_rise(loss: np.ndarray, *, start: float, noise: float, window: float) -> int | None:
