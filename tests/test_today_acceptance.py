@@ -83,7 +83,10 @@ def test_ctrl_c_stops_a_two_worker_sweep_with_one_line(tmp_path):
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 130
-    assert err.strip() == "lrkit: interrupted"  # no traceback from the helper worker
+    assert err.strip() == (  # one line, no traceback from the helper worker
+        "lrkit: interrupted; run the same command again to resume the sweep "
+        "(the interrupted trial runs again, with its LR)"
+    )
 
 
 # --- the clocks of users' own logs ---------------------------------------------------------------

@@ -61,6 +61,12 @@ def cli() -> None:
     """lrkit: find, schedule, watch and adapt the learning rate."""
 
 
+# what an interrupted command keeps, said after "interrupted"
+RESUMABLE = {
+    "sweep": "; run the same command again to resume the sweep (the interrupted trial runs again, with its LR)"
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code (0 ok, 1 failure, 2 bad input, 130 interrupted)."""
     try:
@@ -73,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as error:
         return _fail(error.format_message(), error.exit_code)
     except (click.Abort, KeyboardInterrupt):
-        print("lrkit: interrupted", file=sys.stderr)
+        argv = sys.argv[1:] if argv is None else argv
+        resume = RESUMABLE.get(argv[0], "") if argv else ""
+        print(f"lrkit: interrupted{resume}", file=sys.stderr)
         return 130
     except Exception as error:
         if os.environ.get("LRKIT_DEBUG"):
