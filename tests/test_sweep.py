@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 import re
@@ -255,6 +256,11 @@ def test_cli_says_when_every_trial_diverged_or_the_best_sits_at_an_edge(tmp_path
     bounds = ["--min-lr", "1e-5", "--max-lr", "1", "--pruner", "none"]
     assert main(["sweep", "--entry", "sweep_objectives:always_nan", *bounds, "--trials", "3", "--out", str(tmp_path / "a")]) == 0
     assert "no LR to train with: every complete trial diverged; lower --max-lr" in capsys.readouterr().out
+    json_run = ["--trials", "3", "--out", str(tmp_path / "j"), "--json"]
+    assert main(["sweep", "--entry", "sweep_objectives:always_nan", *bounds, *json_run]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["lr"] is None  # the JSON's null LR is explained where a person reads
+    assert "no LR to train with: every complete trial diverged; lower --max-lr" in err
     assert main(["sweep", "--entry", "sweep_objectives:rising", *bounds, "--trials", "6", "--out", str(tmp_path / "b")]) == 0
     assert "note: the best trial is the lowest LR tried; the best rate may lie beyond it" in capsys.readouterr().out
 

@@ -172,6 +172,8 @@ def command(
             raise click.ClickException(str(error)) from None
         if not as_json:
             _print_result(result)
+        elif _best(result)[0] is None:  # the JSON's lr is null: say why where a person reads
+            click.echo(_no_lr(result))
         result.to_csv(csv_path)
         if result.finished:
             from lrkit.plots import save_figure
@@ -330,15 +332,7 @@ def _print_result(result) -> None:
             f"of {result.n_trials} trials"
         )
     if best is None:
-        if any(row.state == "complete" for row in result.trials):
-            click.echo("no LR to train with: every complete trial diverged; lower --max-lr")
-        elif result.timed_out:
-            click.echo(
-                "no LR to train with: no trial completed within the time budget; run the command again "
-                "to resume with a fresh budget, or give a longer --timeout"
-            )
-        else:
-            click.echo("no complete trial yet")
+        click.echo(_no_lr(result))
         return
     schedule = f", schedule {best.schedule} with {best.warmup_steps} warmup steps" if best.schedule else ""
     click.echo(f"best trial #{best.number}: lr {best.lr:.4g}{schedule}, validation loss {best.val_loss:.4g}")
@@ -366,3 +360,15 @@ def _print_result(result) -> None:
             f"{len(result.finished)} LRs x {result.full_steps:,} steps ({result.grid_steps:,})"
         )
 
+
+
+def _no_lr(result) -> str:
+    """Why a sweep has no LR to train with, and what to do."""
+    if any(row.state == "complete" for row in result.trials):
+        return "no LR to train with: every complete trial diverged; lower --max-lr"
+    if result.timed_out:
+        return (
+            "no LR to train with: no trial completed within the time budget; run the command again "
+            "to resume with a fresh budget, or give a longer --timeout"
+        )
+    return "no complete trial yet"
