@@ -14,6 +14,10 @@ run, so logging more or fewer steps does not either. The rules, in order:
   a loss held up by the LR's noise drops when the LR decays, one held back by a small LR does not;
 - ``plateau``: stalled early, having gained little;
 - ``healthy``: none of these.
+
+Under a schedule that raises the LR again after lowering it (warm restarts, cyclical LRs) the run
+is compared at the ends of its cycles, where the LR stands equally low, and a rise of the loss
+after a restart counts only once it undoes a large share of the progress (the guard's rule).
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ VAL_TREND = 0.072  # too_low: validation gains 5% of the progress per doubling (
 VAL_POINTS = 5  # fewest validation points to judge their pace
 DECAY_SHARE = 0.1  # a decay is judged when the LR stood below half its peak this share of the run
 DECAY_WINDOW = 0.5  # the pace before a decay is fitted to this last share of the time at high LR
+RAISE = 2.0  # a restart: after falling, the LR climbs to this many times its low (the guard's lr_rise)
+RAISED_SHARE = 0.3  # after a restart a rise counts only once it undoes this share of the progress
 _LATE = 0.3  # the late window is the last 30% of the run (or of the time at high LR)
 _MAX_POINTS = 2000  # longer curves are reduced to bin medians first
 
@@ -94,6 +100,8 @@ class Evidence:
     # LR spent, per unit of progress (NaN without a decay)
     lr_trend_z: float  # that pace in standard errors
     decay_gain: float  # fall during the decay / the fall that pace predicts for the LR it spent
+    cycle_end_steps: tuple[int, ...] = ()  # under restarts: the comparable points (each cycle's
+    # lowest LR before the LR rose again, and the end when the LR ends as low); empty without
 
     def to_dict(self) -> dict[str, Any]:
         return {key: _plain(value) for key, value in asdict(self).items()}
@@ -220,25 +228,40 @@ def _measure(trace: Trace, whole: Trace, bad: np.ndarray) -> Evidence:
     start = _start(loss[0], float(trend_line[0]), sigma)
     tail = max(3, n // 10)
     end = float(np.median(loss[-tail:]))
-    best_index = int(np.argmin(trend_line))
-    best = float(min(trend_line[best_index], end))
-    progress = start - best
-    unit = max(progress, sigma, _tiny(start))
-
-    spikes = _spikes(loss, residual, sigma, unit)
-    early = t_small <= 0.3
-    early_line = smooth(loss_small[early]) if early.sum() >= 3 else loss_small[early]
-    early_rise = (float(np.max(early_line)) - min(loss[0], early_line[0])) / unit
-    rebound = _rebound(loss_small, trend_line)
-    rebound_at = int(np.argmax(rebound))
     lr = whole.lr
     lr_known = np.isfinite(lr).any()
     lr_peak = float(np.nanmax(lr)) if lr_known else math.nan
     finite_lr = lr[np.isfinite(lr)]
     lr_end_ratio = float(finite_lr[-1] / lr_peak) if lr_known and lr_peak > 0 else math.nan
     warmup = bool(lr_known and len(finite_lr) > 2 and finite_lr[0] < 0.5 * lr_peak)
+    cycles = _cycles(loss, trace.lr)
+    # under restarts the run is compared at the ends of its cycles, where the LR is as low as it gets
+    last = cycles.levels[-1] if cycles else end
+    best_index = int(np.argmin(trend_line))
+    best = float(min(trend_line[best_index], last))
+    progress = start - best
+    unit = max(progress, sigma, _tiny(start))
+
+    if warmup:  # the LR started low, so the first fall is slow: measure spikes against a centred trend
+        residual = loss - np.interp(t, t_small, _centred_start(loss_small, trend_line))
+    spikes = _spikes(loss, residual, sigma, unit)
+    raised = np.interp(t_small, t, cycles.raised) > 0.5 if cycles else np.zeros(len(t_small), bool)
+    early = t_small <= 0.3
+    early_line = smooth(loss_small[early]) if early.sum() >= 3 else loss_small[early]
+    early_rise = float(np.max(_expected_kept(
+        early_line - min(loss[0], early_line[0]), raised[early], unit
+    ))) / unit
+    rebound = _expected_kept(_rebound(loss_small, trend_line), raised, unit)
+    rebound_at = int(np.argmax(rebound))
     window_end = _trend_window_end(t, trace.lr)
-    trend, trend_z = _trend(t, t_small, trend_line, window_end, start, sigma)
+    if cycles:
+        trend, trend_z, window_end = _cycle_trend(t, cycles, start, sigma)
+        val = _cycle_val_measures(whole, trace, cycles, unit)
+        decay = {"lr_trend": math.nan, "lr_trend_z": math.nan, "decay_gain": math.nan}
+    else:
+        trend, trend_z = _trend(t, t_small, trend_line, window_end, start, sigma)
+        val = {"val_late_rise": _val_late_rise(whole.val_loss), **_val_measures(whole, window_end, unit)}
+        decay = _decay_measures(t, loss, t_small, trend_line, trace.lr, window_end, end, sigma, unit)
 
     return Evidence(
         points=len(whole),
@@ -253,7 +276,7 @@ def _measure(trace: Trace, whole: Trace, bad: np.ndarray) -> Evidence:
         trend=trend,
         trend_z=trend_z,
         half_time=_half_time(t_small, trend_line, start, end, _warm_until(t, trace.lr)),
-        late_rise=(end - best) / unit,
+        late_rise=(last - best) / unit,
         early_rise=early_rise,
         rebound=float(rebound[rebound_at]) / unit,
         rebound_step=int(np.interp(t_small[rebound_at], t, step)),
@@ -269,10 +292,146 @@ def _measure(trace: Trace, whole: Trace, bad: np.ndarray) -> Evidence:
         lr_end_ratio=lr_end_ratio,
         warmup=warmup,
         trend_until_step=int(step[0] + window_end * span),
-        val_late_rise=_val_late_rise(whole.val_loss),
-        **_val_measures(whole, window_end, unit),
-        **_decay_measures(t, loss, t_small, trend_line, trace.lr, window_end, end, sigma, unit),
+        **val,
+        **decay,
+        cycle_end_steps=tuple(int(trace.step[i]) for i in cycles.ends) if cycles else (),
     )
+
+
+@dataclass(frozen=True)
+class _Cycles:
+    """Where a schedule raised the LR on purpose, and the loss at the points comparable across it."""
+
+    ends: np.ndarray  # index of each cycle's end: its lowest LR before a restart, or the last point
+    levels: np.ndarray  # median loss over the last 10% of each cycle (at least 3 points)
+    counts: np.ndarray  # how many points each level is the median of
+    window_starts: np.ndarray  # where the last 10% of each cycle begins
+    raised: np.ndarray  # per point: 1.0 from a restart until the next cycle end's window, else 0.0
+
+    def __bool__(self) -> bool:
+        return len(self.ends) > 0
+
+
+def _cycles(loss: np.ndarray, lr: np.ndarray) -> _Cycles:
+    """The cycles of a schedule that raises the LR again after lowering it (warm restarts, cyclical
+    and triangular LRs): a restart is where the LR, having fallen from a peak, climbs back to
+    ``RAISE`` times its low and to at least 1/``RAISE`` of the peak before it (an LR decayed to
+    about zero that wobbles is no restart). A warmup from the first step raises an LR that never
+    fell: no restart.
+    Each cycle ends at its lowest LR, the last one at the last point if the LR ends as low."""
+    none = _Cycles(*(np.array([], dtype=int),) * 4, np.zeros(len(loss)))
+    if len(lr) < MIN_POINTS or not np.isfinite(lr).all():
+        return none
+    lows: list[int] = []
+    peak = low = float(lr[0])
+    low_at = 0
+    for i, value in enumerate(lr.tolist()):
+        if value < low:
+            low, low_at = value, i
+        if low < peak and value >= RAISE * low and value >= peak / RAISE:
+            lows.append(low_at)
+            peak = low = value
+            low_at = i
+        elif value > peak and low == peak:
+            peak = low = value
+            low_at = i
+    if not lows:
+        return none
+    ends = lows + ([len(lr) - 1] if lr[-1] <= RAISE * max(lr[lows]) and lows[-1] < len(lr) - 1 else [])
+    begins = [0] + [i + 1 for i in ends[:-1]]
+    windows = [(max(b, e + 1 - max(3, round(0.1 * (e + 1 - b)))), e + 1) for b, e in zip(begins, ends, strict=True)]
+    raised = np.zeros(len(loss))
+    for restart, (a, _) in zip(lows, windows[1:], strict=False):
+        raised[restart + 1 : a] = 1.0
+    if len(lows) == len(ends):  # the run ended inside a cycle, raised from its restart on
+        raised[lows[-1] + 1 :] = 1.0
+    return _Cycles(
+        np.array(ends),
+        np.array([float(np.median(loss[a:b])) for a, b in windows]),
+        np.array([b - a for a, b in windows]),
+        np.array([a for a, _ in windows]),
+        raised,
+    )
+
+
+def _expected_kept(rise: np.ndarray, raised: np.ndarray, unit: float) -> np.ndarray:
+    """A rise after a restart is the loss answering an LR raised on purpose: it counts only once it
+    undoes ``RAISED_SHARE`` of the progress (the guard's rule for spikes)."""
+    rise = np.maximum(rise, 0.0)
+    return np.where(raised & (rise < RAISED_SHARE * unit), 0.0, rise)
+
+
+def _cycle_trend(t: np.ndarray, cycles: _Cycles, start: float, sigma: float) -> tuple[float, float, float]:
+    """Under restarts: the trend, its z and the window's end from the loss at the cycle ends in the
+    last 30% of the run up to the last one, and the one before them: the pace of :func:`_trend`,
+    between points where the LR stood equally low. The levels scatter from cycle to cycle more
+    than the noise of their medians says, so the error is the larger of the two."""
+    chosen = _last_ends(t[cycles.ends])
+    x, y = t[cycles.ends][chosen], cycles.levels[chosen]
+    until = float(x[-1])
+    if len(x) < 2:
+        return 0.0, 0.0, until
+    slope = float(np.polyfit(x, y, 1)[0]) if len(x) > 2 else float((y[1] - y[0]) / (x[1] - x[0]))
+    spread = math.sqrt(max(float(np.sum((x - x.mean()) ** 2)), 1e-300))
+    level_error = 1.25 * sigma / math.sqrt(float(np.min(cycles.counts[chosen])))
+    if len(cycles.levels) > 2:
+        scatter = 1.4826 * float(np.median(np.abs(np.diff(cycles.levels)))) / math.sqrt(2)
+        level_error = max(level_error, scatter)
+    error = level_error / spread
+    trend_z = -slope / error if error > 0 else _signed_infinity(-slope)
+    return -slope * until / max(start - float(y[-1]), sigma, _tiny(start)), float(trend_z), until
+
+
+def _cycle_val_measures(whole: Trace, trace: Trace, cycles: _Cycles, unit: float) -> dict[str, float]:
+    """Under restarts, the validation measures from the last validation loss logged in the last
+    10% of each cycle (where the LR stands as low as at the cycle's end): its trend as in
+    :func:`_val_measures`, over the same cycle ends as the training trend, and its late rise as the
+    last such loss above the lowest, per unit of the fall from the first to the lowest."""
+    nan = {"val_late_rise": math.nan, "val_trend": math.nan, "val_trend_z": math.nan}
+    if whole.val_loss is None:
+        return nan
+    has = np.isfinite(whole.val_loss)
+    steps, values = whole.step[has].astype(float), whole.val_loss[has]
+    if len(values) < VAL_POINTS:
+        return nan
+    found = np.full(len(cycles.ends), math.nan)
+    for k, (a, e) in enumerate(zip(cycles.window_starts, cycles.ends, strict=True)):
+        inside = np.flatnonzero((steps >= trace.step[a]) & (steps <= trace.step[e]))
+        if len(inside):
+            found[k] = values[inside[-1]]
+    logged = found[np.isfinite(found)]
+    if len(logged) < 2:
+        return nan
+    fallen = logged[0] - logged.min()
+    late_rise = (logged[-1] - logged.min()) / fallen if fallen > 0 else math.nan
+    t = (trace.step[cycles.ends] - whole.step[0]) / max(float(whole.step[-1] - whole.step[0]), 1.0)
+    chosen = _last_ends(t)  # the training trend's cycle ends: judged only when logged at them all
+    if len(chosen) < 2 or t[chosen[0]] <= 0 or not np.isfinite(found[chosen]).all():
+        return {**nan, "val_late_rise": float(late_rise)}
+    noise = 1.4826 * float(np.median(np.abs(np.diff(values, 2)))) / math.sqrt(6)
+    u = np.log(t[chosen])
+    slope = float(np.polyfit(u, found[chosen], 1)[0])
+    spread = math.sqrt(float(np.sum((u - u.mean()) ** 2)))
+    z = -slope * spread / noise if noise > 0 else _signed_infinity(-slope)
+    return {"val_late_rise": float(late_rise), "val_trend": -slope / unit, "val_trend_z": float(z)}
+
+
+def _centred_start(values: np.ndarray, line: np.ndarray) -> np.ndarray:
+    """``line`` (the :func:`smooth`ed ``values``) with its start taken from windows centred on each
+    point, shrinking towards the first: the rolling median sees only later points there, so on a
+    slow first fall it lies below the curve and the noise of the first steps stands out."""
+    half = max(1, round(0.02 * len(values)))
+    centred = line.copy()
+    for i in range(min(half, len(values))):
+        centred[i] = np.median(values[: 2 * i + 1])
+    return centred
+
+
+def _last_ends(t_ends: np.ndarray) -> np.ndarray:
+    """Indices of the cycle ends a trend is fitted to: those in the last 30% of the run up to the
+    last cycle end, and the one before them (the pace since then)."""
+    late = np.flatnonzero(t_ends >= t_ends[-1] * (1 - _LATE))
+    return np.arange(max(int(late[0]) - 1, 0), len(t_ends))
 
 
 def _nonfinite_only(trace: Trace, bad: np.ndarray) -> Evidence:
