@@ -88,6 +88,11 @@ def steps_through(trace: Trace, row: int) -> int:
     return int(trace.step[row]) - first_step(trace) + 1
 
 
+def steps_trained(trace: Trace) -> int:
+    """Steps the whole run trained, by its step column (a log written every N steps counts N a row)."""
+    return steps_through(trace, len(trace) - 1) if len(trace) else 0
+
+
 def first_step(trace: Trace) -> int:
     """The step the run started from: step 0 when the log's first row comes within one logging
     interval of it (a logger writing every N steps first writes at step N-1 or N, a validation log
@@ -107,7 +112,7 @@ def seconds_per_step(trace: Trace) -> float | None:
     if "seconds_per_step" in meta:
         return checks.non_negative("seconds_per_step", meta["seconds_per_step"])
     if "seconds" in meta and len(trace):
-        return checks.non_negative("seconds", meta["seconds"]) / steps_through(trace, len(trace) - 1)
+        return checks.non_negative("seconds", meta["seconds"]) / steps_trained(trace)
     return None
 
 
@@ -124,8 +129,9 @@ def time_source(trace: Trace) -> str | None:
 
 @dataclass(frozen=True)
 class RunCost:
-    """One run against the target: steps to reach it (None: never), its length and step time, and
-    why it failed (then it never reaches the target), if it did, and where its step time came from."""
+    """One run against the target: the steps it took to reach it (None: never), the steps it ran,
+    its seconds per step, why it failed if it did (a failed run never reaches the target), and where
+    its step time came from."""
 
     steps: int | None
     run_steps: int
@@ -135,6 +141,7 @@ class RunCost:
 
     @property
     def seconds(self) -> float | None:
+        """Time to reach the target; None when it never did or the run has no step time."""
         if self.steps is None or self.seconds_per_step is None:
             return None
         return self.steps * self.seconds_per_step
@@ -159,14 +166,17 @@ class CostComparison:
 
     @property
     def at_least(self) -> bool:
+        """Whether the savings are lower bounds: the baseline never reached the target."""
         return self.baseline.steps is None
 
     @property
     def chosen_total_steps(self) -> int | None:
+        """The chosen run's steps to the target, range test included; None when it never got there."""
         return None if self.chosen.steps is None else self.chosen.steps + self.search_steps
 
     @property
     def baseline_steps(self) -> int:
+        """The baseline's steps to the target, or its whole run when it never got there."""
         return self.baseline.run_steps if self.baseline.steps is None else self.baseline.steps
 
     @property
@@ -233,8 +243,7 @@ def compare_cost(
     costs = []
     for trace, rate in zip((chosen, baseline), rates, strict=True):
         reached = steps_to_reach(trace, target_loss, window=window)
-        run_steps = steps_through(trace, len(trace) - 1) if len(trace) else 0
-        costs.append(RunCost(reached, run_steps, rate, failure(trace, window), time_source(trace)))
+        costs.append(RunCost(reached, steps_trained(trace), rate, failure(trace, window), time_source(trace)))
     columns = (loss_column(chosen), loss_column(baseline))
     return CostComparison(
         target_loss, costs[0], costs[1], search_steps, price_per_gpu_hour, target_given, columns

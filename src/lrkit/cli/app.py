@@ -67,8 +67,15 @@ RESUMABLE = {
 }
 
 
+# what input too large or too deeply nested to handle raises, past the checks (a CSV field over the
+# csv module's limit, a step too big for an integer array, JSON nested thousands deep, an array too
+# big for memory): bad input too, said in one line
+OUT_OF_RANGE = (csv.Error, OverflowError, RecursionError, MemoryError)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code (0 ok, 1 failure, 2 bad input, 130 interrupted)."""
+    given = sys.argv[1:] if argv is None else argv
     try:
         result = cli.main(args=argv, prog_name="lrkit", standalone_mode=False)
         return result if isinstance(result, int) else 0
@@ -79,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as error:
         return _fail(error.format_message(), error.exit_code)
     except (click.Abort, KeyboardInterrupt):
-        argv = sys.argv[1:] if argv is None else argv
-        resume = RESUMABLE.get(argv[0], "") if argv else ""
+        resume = RESUMABLE.get(given[0], "") if given else ""
         print(f"lrkit: interrupted{resume}", file=sys.stderr)
         return 130
     except Exception as error:
@@ -91,24 +97,16 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exception(error)
             print(f"lrkit: error: raised in your code ({user_file}): {type(error).__name__}", file=sys.stderr)
             return 1
-        argv = sys.argv[1:] if argv is None else argv
         missing = (error.name or "").partition(".")[0] if isinstance(error, ModuleNotFoundError) else ""
         if missing in EXTRAS:  # an optional feature on a core install: say which extra brings it
-            command = f"lrkit {argv[0]}" if argv and argv[0] in COMMANDS else "this"
+            command = f"lrkit {given[0]}" if given and given[0] in COMMANDS else "this"
             return _fail(
                 f"{command} needs {missing}, which lrkit's core install leaves out: pip install 'lrkit[{EXTRAS[missing]}]'"
             )
-        if isinstance(error, ValueError | TypeError | OSError):
-            return _fail(_as_options(str(error) or type(error).__name__, argv))
-        if isinstance(error, OUT_OF_RANGE):  # input too big or too deep to hold: a log, a spec, a count
-            return _fail(_as_options(str(error) or type(error).__name__, argv))
+        # bad input, or input too big or too deep to hold: a log, a spec, a count
+        if isinstance(error, (ValueError, TypeError, OSError, *OUT_OF_RANGE)):
+            return _fail(_as_options(str(error) or type(error).__name__, given))
         raise
-
-
-# what input too large or too deeply nested to handle raises, past the checks (a CSV field over the
-# csv module's limit, a step too big for an integer array, JSON nested thousands deep, an array too
-# big for memory): bad input too, said in one line
-OUT_OF_RANGE = (csv.Error, OverflowError, RecursionError, MemoryError)
 
 
 _LIBRARY_ROOTS = tuple(

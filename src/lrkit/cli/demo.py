@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 
 import click
@@ -19,14 +20,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from lrkit.cli.options import lr_limit, seed_option
+from lrkit.cli.options import lr_limit, out_folder_option, seed_option
 from lrkit.cli.output import live, writable_folder
 from lrkit.cost import WINDOW, first_step
 from lrkit.demo import DemoResult, run_demo
 from lrkit.files import atomic_write_text
 from lrkit.plots import plot_traces, save_figure
 from lrkit.report import write_report
-from lrkit.tasks import get_task
+from lrkit.tasks import TrainResult, get_task
 
 
 def _lr_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[float] | None:
@@ -55,13 +56,7 @@ def _lr_list(ctx: click.Context, param: click.Parameter, value: str | None) -> l
     help="Comma-separated learning rates: too high, too low, chosen "
     "[default: the task's LR x1000, /100 and x1; 1, 1e-5, 1e-3 for digits-mlp].",
 )
-@click.option(
-    "--out",
-    default="lrkit-demo",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Output folder.",
-)
+@out_folder_option("lrkit-demo")
 @click.option(
     "--find/--no-find",
     default=True,
@@ -171,6 +166,7 @@ def _report(result: DemoResult, labels: list[str], path: Path) -> Path:
 
 
 def _table(result: DemoResult) -> Table:
+    """The runs side by side: each LR's role, losses, behaviour, steps to the target and time."""
     table = Table(title=f"{result.task}, seed {result.seed}: target loss {result.target_loss:.3g}")
     for header in ("LR", "role", "train loss", "val acc", "behaviour", "steps to target", "time"):
         table.add_column(header, justify="right" if header not in ("role", "behaviour") else "left")
@@ -189,13 +185,14 @@ def _table(result: DemoResult) -> Table:
     return table
 
 
-def _training_seconds(result) -> float:
+def _training_seconds(result: TrainResult) -> float:
     """The run's training loop alone (set-up, such as loading the data, left out) when timed."""
     per_step = result.trace.meta.get("seconds_per_step")
     return result.seconds if per_step is None else per_step * len(result.trace)
 
 
 def _curves_csv(result: DemoResult) -> str:
+    """Every run's curve, a row per step, as ``loss_curves.csv`` holds them (``role`` tells the runs apart)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["role", "lr", "step", "loss", "val_loss"])
@@ -203,7 +200,7 @@ def _curves_csv(result: DemoResult) -> str:
         trace = row.result.trace
         val = trace.val_loss
         for i in range(len(trace)):
-            val_cell = "" if val is None or val[i] != val[i] else repr(float(val[i]))
+            val_cell = "" if val is None or math.isnan(val[i]) else repr(float(val[i]))
             writer.writerow(
                 [row.role, repr(row.lr), int(trace.step[i]), repr(float(trace.loss[i])), val_cell]
             )

@@ -15,6 +15,7 @@ from lrkit.cli.options import json_option
 from lrkit.cli.output import figure_file, print_json, stdout_to_stderr
 from lrkit.diagnosis import diagnose
 from lrkit.logs import FORMATS, parse_run, read_log
+from lrkit.trace import Trace
 
 
 def _run_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -120,6 +121,6 @@ def _as_file(logfile: str, log_format: str | None) -> Iterator[str]:
             raise ValueError(str(error).replace(str(copy), shown)) from None
 
 
-def _shown(trace, logfile: str, readable: str) -> str:
+def _shown(trace: Trace, logfile: str, readable: str) -> str:
     """The name a message gives the log: the file read, or the stream it came from."""
     return trace.meta.get("source", logfile) if readable == logfile else ("<stdin>" if logfile == "-" else logfile)

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lrkit.cli.entry import load_function
-from lrkit.cli.options import json_option, lr_limit, seed_option
+from lrkit.cli.options import json_option, lr_option, out_folder_option, seed_option
 from lrkit.cli.output import print_json, stdout_to_stderr, writable_folder
 from lrkit.report import write_report
 from lrkit.torch.finder import FinderResult, find_lr, find_task_lr
@@ -63,22 +63,8 @@ def _lightning_data(data: Any, lightning: Any) -> dict[str, Any]:
     default=None,
     help=f"module:function returning {ENTRY_RETURNS}.",
 )
-@click.option(
-    "--min-lr",
-    default=1e-7,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    callback=lr_limit,
-    help="Lowest LR of the sweep.",
-)
-@click.option(
-    "--max-lr",
-    default=10.0,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    callback=lr_limit,
-    help="Highest LR of the sweep.",
-)
+@lr_option("--min-lr", 1e-7, "Lowest LR of the sweep.")
+@lr_option("--max-lr", 10.0, "Highest LR of the sweep.")
 @click.option(
     "--steps",
     default=None,
@@ -100,13 +86,7 @@ def _lightning_data(data: Any, lightning: Any) -> dict[str, Any]:
     help="How the LR rises: evenly in log LR, or in LR.",
 )
 @seed_option("Seed of the test.")
-@click.option(
-    "--out",
-    default="lrkit-find",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Output folder.",
-)
+@out_folder_option("lrkit-find")
 @json_option("the suggestion")
 def command(
     task: str | None,

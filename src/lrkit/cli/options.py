@@ -14,6 +14,13 @@ def seed_option(help: str) -> Any:
     return click.option("--seed", type=SEED, default=0, show_default=True, help=help)
 
 
+def out_folder_option(default: str) -> Any:
+    """``--out``, the folder a command writes its files into."""
+    return click.option(
+        "--out", default=default, show_default=True, type=click.Path(file_okay=False), help="Output folder."
+    )
+
+
 def json_option(what: str) -> Any:
     """``--json``; ``what`` names what it prints, e.g. "the suggestion"."""
     return click.option(
@@ -32,3 +39,15 @@ def lr_limit(ctx: click.Context, param: click.Parameter, value: float | None) ->
     if value is not None and value > MAX_LR:
         raise click.BadParameter(f"{value:g} is above {MAX_LR:g}, the largest learning rate lrkit trains with", ctx, param)
     return value
+
+
+def lr_option(flag: str, default: float, help: str) -> Any:
+    """An option taking a learning rate (``--min-lr``): a number > 0, refused above ``MAX_LR``."""
+    return click.option(
+        flag,
+        default=default,
+        show_default=True,
+        type=click.FloatRange(min=0, min_open=True),
+        callback=lr_limit,
+        help=help,
+    )

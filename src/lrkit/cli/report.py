@@ -13,7 +13,16 @@ from lrkit.cli.options import json_option
 from lrkit.cli.output import print_json, stdout_to_stderr, writable_file
 from lrkit.cost import CostComparison, seconds_per_step
 from lrkit.logs import read_log
-from lrkit.report.document import NOT_RISING, is_range_test
+from lrkit.report import write_report
+from lrkit.report.document import (
+    NOT_RISING,
+    TIME_SOURCES,
+    compare_runs,
+    cost_sentence,
+    is_range_test,
+    rate_note,
+    time_problems,
+)
 from lrkit.trace import Trace
 
 # ``lrkit diagnose``'s column options and --run, and the report's own --time (parameter name ->
@@ -76,8 +85,6 @@ def command(
     used as the range test. --step, --loss, --lr, --val-loss and --time name columns in every file
     read, and --run picks the rows of one run in each.
     """
-    from lrkit.report import write_report
-
     writable_file(out, "--out")
     for read_from in (*traces, finder, baseline):
         if read_from is not None and Path(read_from).exists() and Path(out).exists() and Path(out).samefile(read_from):
@@ -87,15 +94,7 @@ def command(
             raise click.UsageError(f"{option} needs --baseline, the run to compare the chosen one with")
     with stdout_to_stderr(as_json):
         read = [(path, _read(path, columns)) for path in traces]
-        found = [(path, trace) for path, trace in read if trace.meta.get("kind") == "range_test"]
-        if finder is not None:
-            finder_trace = _read(finder, columns)
-            if not is_range_test(finder_trace):
-                raise click.UsageError(f"--finder {finder!r} is not a range test: {NOT_RISING}")
-        elif len(found) > 1:
-            raise click.UsageError(f"{len(found)} range-test traces given; name the one to show with --finder")
-        else:
-            finder, finder_trace = found[0] if found else (None, None)
+        finder, finder_trace = _range_test(finder, read, columns)
         runs = [(path, trace) for path, trace in read if trace.meta.get("kind") != "range_test"]
         baseline_trace = None if baseline is None else _read(baseline, columns)
         path = write_report(
@@ -111,8 +110,6 @@ def command(
         click.echo(f"wrote {path}")
         comparison = None
         if baseline_trace is not None and runs:
-            from lrkit.report.document import compare_runs, cost_sentence, rate_note
-
             comparison = compare_runs(runs[0][1], baseline_trace, finder_trace, target_loss, price_per_gpu_hour)
             if not as_json:
                 click.echo(cost_sentence(comparison, runs[0][0], baseline))  # the report's cost line, here too
@@ -120,15 +117,7 @@ def command(
                 if note is not None:
                     click.echo(note)  # the step times it is counted with, and where they came from
         if price_per_gpu_hour is not None:
-            untimed = [(name, trace) for name, trace in (*runs[:1], (baseline, baseline_trace)) if seconds_per_step(trace) is None]
-            if untimed:
-                from lrkit.report.document import TIME_SOURCES, time_problems
-
-                click.echo(
-                    f"lrkit: note: no money saved shown: {' and '.join(name for name, _ in untimed)} recorded no time "
-                    f"({TIME_SOURCES}){time_problems(untimed)}",
-                    err=True,
-                )
+            _note_untimed([*runs[:1], (baseline, baseline_trace)])
     if as_json:
         print_json(
             {
@@ -138,6 +127,32 @@ def command(
                 "cost": None if comparison is None else cost_fields(comparison),
                 "files": {"report": path},
             }
+        )
+
+
+def _range_test(
+    finder: str | None, read: list[tuple[str, Trace]], columns: dict[str, str | None]
+) -> tuple[str | None, Trace | None]:
+    """The range test to show and its file: ``--finder``'s, else the one range-test trace among those read."""
+    if finder is not None:
+        finder_trace = _read(finder, columns)
+        if not is_range_test(finder_trace):
+            raise click.UsageError(f"--finder {finder!r} is not a range test: {NOT_RISING}")
+        return finder, finder_trace
+    found = [(path, trace) for path, trace in read if trace.meta.get("kind") == "range_test"]
+    if len(found) > 1:
+        raise click.UsageError(f"{len(found)} range-test traces given; name the one to show with --finder")
+    return found[0] if found else (None, None)
+
+
+def _note_untimed(runs: list[tuple[str, Trace]]) -> None:
+    """Say on stderr which of the runs compared recorded no time, so that no money saved is shown."""
+    untimed = [(name, trace) for name, trace in runs if seconds_per_step(trace) is None]
+    if untimed:
+        click.echo(
+            f"lrkit: note: no money saved shown: {' and '.join(name for name, _ in untimed)} recorded no time "
+            f"({TIME_SOURCES}){time_problems(untimed)}",
+            err=True,
         )
 
 

@@ -21,7 +21,7 @@ from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
 from lrkit import checks
-from lrkit.cost import CostComparison, RunCost, compare_cost, steps_through
+from lrkit.cost import CostComparison, RunCost, compare_cost, steps_trained
 from lrkit.diagnosis import MIN_POINTS, Diagnosis, diagnose
 from lrkit.plots import plot_diagnosis, plot_finder, plot_schedule, plot_traces
 from lrkit.plots.cost import plot_cost
@@ -201,19 +201,15 @@ def _summary(
 
 def _range_test_section(test: RangeTest) -> str:
     found = test.suggestion
-    rows = [("steps spent", str(search_steps(test.trace)))]
+    rows = [("steps spent", str(steps_trained(test.trace)))]
     if found.lr is not None:
         rows.append(("suggested LR", f"{found.lr:.3g}"))
     if found.range is not None:
         rows.append(("good range", f"{found.range[0]:.3g} to {found.range[1]:.3g}"))
     rows.append(("loss blows up from", "not reached" if found.max_stable_lr is None else f"{found.max_stable_lr:.3g}"))
     rows.append(("why", found.reason))
-    return (
-        "<section id='range-test'><h2>Range test</h2>"
-        + _chart(plot_finder(test), "loss against learning rate, the suggestion and range marked")
-        + _facts(rows)
-        + "</section>"
-    )
+    chart = _chart(plot_finder(test), "loss against learning rate, the suggestion and range marked")
+    return _section("range-test", "Range test", chart + _facts(rows))
 
 
 def _schedule_section(run: Run, schedule: Schedule | None) -> str:
@@ -221,18 +217,13 @@ def _schedule_section(run: Run, schedule: Schedule | None) -> str:
         steps = max(len(run.trace), schedule.length or 0, 1)
         figure = plot_schedule(schedule, steps, title=repr(schedule))
         text = f"<p>Schedule <code>{_e(repr(schedule))}</code> over {steps} steps.</p>"
-        return "<section id='schedule'><h2>Schedule</h2>" + text + _chart(figure, "learning rate against step") + "</section>"
+        return _section("schedule", "Schedule", text + _chart(figure, "learning rate against step"))
     lr = run.trace.lr[np.isfinite(run.trace.lr)]
     if not len(lr):
-        return (
-            "<section id='schedule'><h2>Schedule</h2>"
-            f"<p class='note'>{_e(run.label)} recorded no learning rate (give its schedule to show it).</p></section>"
-        )
+        text = f"<p class='note'>{_e(run.label)} recorded no learning rate (give its schedule to show it).</p>"
+        return _section("schedule", "Schedule", text)
     if lr.min() == lr.max():
-        return (
-            "<section id='schedule'><h2>Schedule</h2>"
-            f"<p>{_e(run.label)} trained at a constant learning rate of {lr[0]:.3g}.</p></section>"
-        )
+        return _section("schedule", "Schedule", f"<p>{_e(run.label)} trained at a constant learning rate of {lr[0]:.3g}.</p>")
     figure, ax = plt.subplots(figsize=(8, 3), layout="constrained")
     ax.plot(*thinned(run.trace.step, run.trace.lr), linewidth=1.4)
     if mostly_near_zero(lr):  # an LR swept or decayed over decades: a linear axis shows zero
@@ -241,7 +232,7 @@ def _schedule_section(run: Run, schedule: Schedule | None) -> str:
     ax.set_ylabel("learning rate")
     ax.grid(True, alpha=0.3)
     ax.set_title(f"learning rate of {run.label}, as recorded")
-    return "<section id='schedule'><h2>Schedule</h2>" + _chart(figure, "learning rate against step") + "</section>"
+    return _section("schedule", "Schedule", _chart(figure, "learning rate against step"))
 
 
 def _curves_section(runs: list[Run], diagnoses: list[Diagnosis | None]) -> str:
@@ -251,34 +242,33 @@ def _curves_section(runs: list[Run], diagnoses: list[Diagnosis | None]) -> str:
     steps = [event.step for run in runs for event in run.trace.events]
     if steps:  # one artist for all: a long guarded run can log hundreds of skipped steps
         ax.vlines(steps, 0, 1, transform=ax.get_xaxis_transform(), color="C3", linewidth=0.8, alpha=0.5)
-    parts = ["<section id='curves'><h2>Training curves and diagnosis</h2>",
-             _chart(overview, "training loss against step for every run")]
+    chart = _chart(overview, "training loss against step for every run")
+    per_run = []  # each run's heading, verdict, chart and evidence, under the table of them all
     summary = []
     for run, diagnosis in zip(runs, diagnoses, strict=True):
-        parts.append(f"<h3>{_e(run.label)}</h3>")
+        per_run.append(f"<h3>{_e(run.label)}</h3>")
         if diagnosis is None:
-            parts.append(f"<p class='note'>Too few steps to diagnose (needs at least {MIN_POINTS}).</p>")
+            per_run.append(f"<p class='note'>Too few steps to diagnose (needs at least {MIN_POINTS}).</p>")
             summary.append((run.label, "-", "-", "-"))
             continue
-        parts.append(
+        per_run.append(
             f"<p><span class='verdict'>{_e(diagnosis.verdict)}</span> "
             f"(confidence {diagnosis.confidence:.2f}): {_e('; '.join(diagnosis.reasons))}. "
             f"<b>{_e(diagnosis.action)}</b></p>"
         )
-        parts.append(_chart(plot_diagnosis(run.trace, diagnosis), f"diagnosis of {run.label}"))
+        per_run.append(_chart(plot_diagnosis(run.trace, diagnosis), f"diagnosis of {run.label}"))
         evidence = diagnosis.evidence.to_dict()
-        parts.append(_table(("evidence", "value"), [(key, _number(evidence[key])) for key in EVIDENCE_SHOWN]))
+        per_run.append(_table(("evidence", "value"), [(key, _number(evidence[key])) for key in EVIDENCE_SHOWN]))
         summary.append((run.label, diagnosis.verdict, f"{diagnosis.confidence:.2f}", _number(evidence["end"])))
-    parts.insert(2, _table(("run", "verdict", "confidence", "final loss"), summary))
-    parts.append("</section>")
-    return "".join(parts)
+    table = _table(("run", "verdict", "confidence", "final loss"), summary)
+    return _section("curves", "Training curves and diagnosis", chart + table + "".join(per_run))
 
 
 def _events_section(runs: list[Run]) -> str:
     rows = [(run.label, str(e.step), e.kind, e.detail) for run in runs for e in run.trace.events]
     if not rows:
-        return "<section id='events'><h2>Guard events</h2><p class='note'>No events were recorded.</p></section>"
-    return "<section id='events'><h2>Guard events</h2>" + _table(("run", "step", "event", "detail"), rows) + "</section>"
+        return _section("events", "Guard events", "<p class='note'>No events were recorded.</p>")
+    return _section("events", "Guard events", _table(("run", "step", "event", "detail"), rows))
 
 
 def compare_runs(
@@ -293,14 +283,9 @@ def compare_runs(
         chosen,
         baseline,
         target_loss=target_loss,
-        search_steps=0 if finder is None else search_steps(finder),
+        search_steps=0 if finder is None else steps_trained(finder),
         price_per_gpu_hour=price_per_gpu_hour,
     )
-
-
-def search_steps(finder: Trace) -> int:
-    """Steps a range test trained, by its step column (a log written every N steps counts N a row)."""
-    return steps_through(finder, len(finder) - 1) if len(finder) else 0
 
 
 def measured_on(c: CostComparison) -> str:
@@ -372,12 +357,13 @@ def _bound(value: float, at_least: bool) -> str:
 def _cost_section(chosen: Run, baseline: Run, comparison: CostComparison) -> str:
     c = comparison
     basis = "given" if c.target_given else "chosen by lrkit: the higher of the two runs' final levels"
+    column = measured_on(c)
     rows = [
         ("target loss", f"{c.target_loss:.4g}"),
         ("target set how", basis),
-        *([("loss judged on", measured_on(c))] if measured_on(c) else []),
-        (f"steps to target, {chosen.label}", _to_target(c.chosen, whole_run=True)),
-        (f"steps to target, {baseline.label}", _to_target(c.baseline, whole_run=True)),
+        *([("loss judged on", column)] if column else []),
+        (f"steps to target, {chosen.label}", _to_target(c.chosen)),
+        (f"steps to target, {baseline.label}", _to_target(c.baseline)),
         ("steps spent choosing (range test)", str(c.search_steps)),
     ]
     saved = c.steps_saved
@@ -402,13 +388,8 @@ def _cost_section(chosen: Run, baseline: Run, comparison: CostComparison) -> str
         rows.append(("money saved", f"unknown at {c.price_per_gpu_hour:g} per GPU-hour: {NO_TIME}"))
     figure = plot_cost(chosen.trace, baseline.trace, c, labels=(chosen.label, baseline.label))
     note = rate_note(c, chosen.label, baseline.label)
-    return (
-        "<section id='cost'><h2>What the choice costs</h2>"
-        + _chart(figure, "both runs racing to the target loss")
-        + _facts(rows)
-        + ("" if note is None else f"<p class='note'>{_e(note)}</p>")
-        + "</section>"
-    )
+    chart = _chart(figure, "both runs racing to the target loss")
+    return _section("cost", "What the choice costs", chart + _facts(rows) + ("" if note is None else f"<p class='note'>{_e(note)}</p>"))
 
 
 def _saving_row(what: str, value: float, amount: str) -> tuple[str, str]:
@@ -418,11 +399,11 @@ def _saving_row(what: str, value: float, amount: str) -> tuple[str, str]:
     return ("extra cost" if what == "money" else f"extra {what}"), amount
 
 
-def _to_target(cost: RunCost, *, whole_run: bool = False) -> str:
-    """Steps (and time) a run took to reach the target, or "never" and why."""
+def _to_target(cost: RunCost) -> str:
+    """Steps (and time) a run took to reach the target, or "never" in how many steps and why."""
     if cost.steps is None:
         why = "" if cost.failure is None else f"; {cost.failure}"
-        return f"never (in {cost.run_steps} steps{why})" if whole_run or why else "never"
+        return f"never (in {cost.run_steps} steps{why})"
     if cost.seconds is None:
         return str(cost.steps)
     # hours of training read as hours, not "3.6e+04 s"; under a second stays in seconds
@@ -458,6 +439,11 @@ def time_problems(runs: Iterable[tuple[str, Trace]]) -> str:
 
 def _diagnosis(trace: Trace) -> Diagnosis | None:
     return diagnose(trace) if len(trace) >= MIN_POINTS else None
+
+
+def _section(anchor: str, title: str, body: str) -> str:
+    """A section of the page under its heading; ``anchor`` is its id."""
+    return f"<section id='{anchor}'><h2>{title}</h2>{body}</section>"
 
 
 def _chart(figure: Figure, alt: str) -> str:
