@@ -136,7 +136,7 @@ class Guard:
         self._watch_from = len(self.record)  # the first trace row at the current LR
         self._best: Snapshot | None = None
         self._held: tuple[Any, list[Any]] | None = None
-        self._good = self._save()
+        self._good = self._save(reuse=None)
 
     @classmethod
     def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
@@ -189,9 +189,7 @@ class Guard:
             self.record.set_val_loss(val_loss)
         if math.isfinite(val_loss) and val_loss < self.best_val_loss - self.min_delta:
             self.best_val_loss, self._since_best = val_loss, 0
-            if self._best is not None:
-                self._best.discard()
-            self._best = self._take()
+            self._best = self._take(reuse=self._best)  # the previous best's memory holds the new one
             return False
         self._since_best += 1
         if self.patience is None or self._since_best < self.patience:
@@ -255,8 +253,8 @@ class Guard:
         if self._best is not None:
             self._best.discard()
             self._best = None
-        self._good.snapshot.discard()
-        self._good, self._failed_rollbacks = self._save(), 0  # rollbacks count per snapshot
+        self._good = self._save(reuse=self._good.snapshot)
+        self._failed_rollbacks = 0  # rollbacks count per snapshot
         self._watch_from = len(self.record)
 
     def close(self) -> None:
@@ -274,7 +272,7 @@ class Guard:
 
     def rewind(self) -> int:
         """Go back to the last good snapshot (weights, optimizer, schedule, RNG) and nothing else;
-        the gradients are cleared (the snapshot holds those of the step before it).
+        the gradients are cleared (the snapshot does not keep them: they belong to the step before it).
 
         Returns the step the snapshot was taken after; replaying the batches from there reproduces
         the run exactly. A spike does the same, then cuts the LR and skips batches.
@@ -350,8 +348,7 @@ class Guard:
         due = self._applied // self.snapshot_every > self._good.applied // self.snapshot_every
         ready = self._rule_state.clean and len(self._rule_state.recent) >= self.rule.warmup_steps
         if due and ready:
-            self._good.snapshot.discard()
-            self._good = self._save()
+            self._good = self._save(reuse=self._good.snapshot)
             self._failed_rollbacks = 0
         if self.watch_every is not None and self._applied % self.watch_every == 0:
             self._watch()
@@ -450,13 +447,19 @@ class Guard:
             f"skipping {self.skip_batches} batches",
         )
 
-    def _take(self) -> Snapshot:
-        return Snapshot.take(
-            self.model, self.optimizer, scheduler=self.scheduler, scaler=self.scaler, directory=self.directory
+    def _take(self, *, reuse: Snapshot | None, optimizer_grads: bool = True) -> Snapshot:
+        """A snapshot of the run, copied into the memory of ``reuse`` (discarded), if given."""
+        return Snapshot._take(
+            self.model, self.optimizer, self.scheduler, self.scaler, True, self.directory,
+            optimizer_grads=optimizer_grads, reuse=reuse,
         )
 
-    def _save(self) -> _Saved:
-        return _Saved(self._take(), self.steps, self._applied, self._rule_state, self.lr_scale)
+    def _save(self, *, reuse: Snapshot | None) -> _Saved:
+        """A new good point to come back to, in the memory of the last one (``reuse``). The
+        gradients of the optimizer's parameters are left out: every restore of it (``rewind``)
+        clears them."""
+        snapshot = self._take(reuse=reuse, optimizer_grads=False)
+        return _Saved(snapshot, self.steps, self._applied, self._rule_state, self.lr_scale)
 
     def _clear(self) -> bool:
         self.optimizer.zero_grad(set_to_none=True)

@@ -7,7 +7,8 @@ read back with ``torch.load(weights_only=True)``). ``restore`` puts every value 
 original tensor objects where it can, so references held by the user and the optimizer stay valid,
 and leaves a GradScaler ready for a new step (a snapshot is a point between two steps).
 Used as a context manager, the snapshot is restored on every exit, including exceptions and
-KeyboardInterrupt.
+KeyboardInterrupt. A runner that snapshots again and again (the guard) hands the snapshot it no
+longer needs to the next one, whose copies go into its memory instead of freshly allocated memory.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class _Leaf:
 @dataclass(frozen=True)
 class _Slot:
     """One entry of a module's ``_parameters`` or ``_buffers``: the original object and its saved copy
-    (``module`` None: a parameter the optimizer steps that no module of the model holds)."""
+    (``module`` None: a parameter the optimizer steps that no module of the model holds).
+    ``grad_kept``: its gradient was not saved, and a restore leaves the gradient as it finds it."""
 
     module: nn.Module | None
     kind: str  # "_parameters" or "_buffers"
@@ -46,22 +48,42 @@ class _Slot:
     tensor: torch.Tensor | None
     value: _Leaf | None
     grad: _Leaf | None
+    grad_kept: bool = False
 
 
 class _Packer:
-    """Copies tensors to CPU once each (tied weights are stored once) and records where they came from."""
+    """Copies tensors to CPU once each (tied weights are stored once) and records where they came from.
 
-    def __init__(self) -> None:
+    ``spare``: CPU tensors of a snapshot no longer needed, reused as the copies of tensors of the
+    same shape, strides and dtype (allocating and first touching fresh memory costs several times
+    the copy itself on a large model). ``copy=False`` keeps the tensors themselves, for a snapshot
+    serialised to a file at once: the file gets the bytes without a second copy held in memory.
+    """
+
+    def __init__(self, spare: list[torch.Tensor] | None = None, *, copy: bool = True) -> None:
         self.tensors: list[torch.Tensor] = []
         self._seen: dict[int, _Leaf] = {}
+        self._copy = copy
+        self._spare: dict[tuple, list[torch.Tensor]] = {}
+        for tensor in spare or ():
+            if _reusable(tensor):
+                self._spare.setdefault(_layout(tensor), []).append(tensor)
 
     def tensor(self, tensor: torch.Tensor) -> _Leaf:
         leaf = self._seen.get(id(tensor))
         if leaf is None:
-            self.tensors.append(tensor.detach().to("cpu", copy=True))
+            self.tensors.append(self._saved(tensor.detach()))
             leaf = _Leaf(len(self.tensors) - 1, tensor.device)
             self._seen[id(tensor)] = leaf
         return leaf
+
+    def _saved(self, tensor: torch.Tensor) -> torch.Tensor:
+        if not self._copy:
+            return tensor
+        spare = self._spare.get(_layout(tensor)) if _reusable(tensor) else None
+        if spare:  # same shape, strides and dtype: what .to(copy=True) would have made, bit for bit
+            return spare.pop().copy_(tensor)
+        return tensor.to("cpu", copy=True)
 
     def pack(self, value: Any) -> Any:
         """The value with every tensor inside (dicts, lists, tuples) replaced by a ``_Leaf``."""
@@ -72,6 +94,22 @@ class _Packer:
         if isinstance(value, list | tuple):
             return type(value)(self.pack(item) for item in value)
         return copy.deepcopy(value)
+
+
+def _reusable(tensor: torch.Tensor) -> bool:
+    """A plain dense tensor, whose copy into a spare of the same layout is bit-exact (and a spare
+    that can be written outside ``torch.inference_mode``)."""
+    return (
+        tensor.layout == torch.strided
+        and not tensor.is_quantized
+        and not tensor.is_conj()
+        and not tensor.is_neg()
+        and not tensor.is_inference()
+    )
+
+
+def _layout(tensor: torch.Tensor) -> tuple:
+    return (tuple(tensor.shape), tensor.stride(), tensor.dtype)
 
 
 def _unpack(layout: Any, tensors: list[torch.Tensor]) -> Any:
@@ -136,14 +174,38 @@ class Snapshot:
         directory: str | Path | None = None,
     ) -> Snapshot:
         """Copy the state of ``model`` (and whatever else is given) to CPU memory or to ``directory``."""
+        return cls._take(model, optimizer, scheduler, scaler, rng, directory)
+
+    @classmethod
+    def _take(
+        cls,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer | None,
+        scheduler: Any,
+        scaler: Any,
+        rng: bool,
+        directory: str | Path | None,
+        *,
+        optimizer_grads: bool = True,
+        reuse: Snapshot | None = None,
+    ) -> Snapshot:
+        """``take``, with two options for lrkit's runners. ``optimizer_grads=False`` leaves out the
+        gradients of the optimizer's parameters (a restore leaves them as they are: the guard clears
+        them right after). ``reuse``: a snapshot no longer needed, discarded here; its memory holds
+        the new copies."""
         _check_arguments(model, optimizer, scheduler, scaler, rng, directory)
+        spare = None
+        if reuse is not None:
+            spare, reuse._tensors = reuse._tensors, None  # ours now: discard() must not drop them
+            reuse.discard()
         self = object.__new__(cls)
-        packer = _Packer()
-        self._slots = _model_slots(model, packer)
+        packer = _Packer(spare, copy=directory is None)
+        stepped = set() if optimizer_grads or optimizer is None else {id(p) for p in _params(optimizer)}
+        self._slots = _model_slots(model, packer, stepped)
         if optimizer is not None:  # e.g. a learnable weight of the loss, outside the model
             held = {id(slot.tensor) for slot in self._slots}
             free = {id(param): param for param in _params(optimizer) if id(param) not in held}
-            self._slots += [_slot(None, "", "", param, packer) for param in free.values()]
+            self._slots += [_slot(None, "", "", param, packer, stepped) for param in free.values()]
         self._training = [(module, module.training) for module in model.modules()]
         self._optimizer = optimizer
         if optimizer is not None:
@@ -239,7 +301,9 @@ class Snapshot:
             return self._tensors
         if self._path is None:
             raise RuntimeError("this snapshot was discarded; take a new one")
-        return torch.load(self._path, map_location="cpu", weights_only=True)
+        # mapped, not read whole: each tensor is paged in as it is copied back, so a restore does
+        # not hold a second full copy of the state in memory (the point of keeping it on disk)
+        return torch.load(self._path, map_location="cpu", weights_only=True, mmap=True)
 
     def _restore_optimizer(self, tensors: list[torch.Tensor]) -> None:
         optimizer = self._optimizer
@@ -256,19 +320,28 @@ class Snapshot:
                 optimizer.state[param] = _unpack(layout, tensors)
 
 
-def _model_slots(model: nn.Module, packer: _Packer) -> list[_Slot]:
+def _model_slots(model: nn.Module, packer: _Packer, grads_kept: set[int]) -> list[_Slot]:
     return [
-        _slot(module, kind, name, tensor, packer)
+        _slot(module, kind, name, tensor, packer, grads_kept)
         for module in model.modules()
         for kind in ("_parameters", "_buffers")
         for name, tensor in getattr(module, kind).items()
     ]
 
 
-def _slot(module: nn.Module | None, kind: str, name: str, tensor: torch.Tensor | None, packer: _Packer) -> _Slot:
+def _slot(
+    module: nn.Module | None,
+    kind: str,
+    name: str,
+    tensor: torch.Tensor | None,
+    packer: _Packer,
+    grads_kept: set[int],
+) -> _Slot:
+    """The slot of ``tensor``; its gradient is saved unless ``id(tensor)`` is in ``grads_kept``."""
     value = None if tensor is None else packer.tensor(tensor)
-    grad = None if tensor is None or tensor.grad is None else packer.tensor(tensor.grad)
-    return _Slot(module, kind, name, tensor, value, grad)
+    kept = tensor is not None and id(tensor) in grads_kept
+    grad = None if tensor is None or kept or tensor.grad is None else packer.tensor(tensor.grad)
+    return _Slot(module, kind, name, tensor, value, grad, kept)
 
 
 def _restore_slot(slot: _Slot, tensors: list[torch.Tensor]) -> None:
@@ -277,6 +350,8 @@ def _restore_slot(slot: _Slot, tensors: list[torch.Tensor]) -> None:
     if slot.tensor is None:
         return
     _put(slot.tensor, slot.value, tensors)
+    if slot.grad_kept:
+        return
     if slot.grad is None:
         slot.tensor.grad = None
     elif slot.tensor.grad is None:
