@@ -66,6 +66,11 @@ def journal_study(path: Path, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=open_storage(parse_storage(str(path))))
 
 
+def bowl_sweep(*options: str) -> list[str]:
+    """``lrkit sweep`` arguments for the bowl objective over 1e-4..1, then ``options``."""
+    return ["sweep", "--entry", "sweep_objectives:bowl", "--min-lr", "1e-4", "--max-lr", "1", *options]
+
+
 # --- an error in the user's objective ---------------------------------------------------------
 
 
@@ -172,25 +177,7 @@ def test_a_study_other_code_filled_is_refused_and_its_trials_never_count(tmp_pat
     journal = tmp_path / "sweep.journal"
     other = optuna.create_study(study_name="lr", storage=open_storage(parse_storage(str(journal))))
     other.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=3)
-    code = main(
-        [
-            "sweep",
-            "--entry",
-            "sweep_objectives:bowl",
-            "--min-lr",
-            "1e-4",
-            "--max-lr",
-            "1",
-            "--trials",
-            "4",
-            "--storage",
-            str(journal),
-            "--study",
-            "lr",
-            "--out",
-            str(tmp_path / "o"),
-        ]
-    )
+    code = main(bowl_sweep("--trials", "4", "--storage", str(journal), "--study", "lr", "--out", str(tmp_path / "o")))
     err = capsys.readouterr().err
     assert code == 2
     assert err.strip() == (
@@ -206,21 +193,7 @@ def test_a_study_other_code_filled_is_refused_and_its_trials_never_count(tmp_pat
 def test_running_again_says_the_study_already_holds_its_trials(tmp_path, capsys):
     """Run again after changing the objective, the sweep showed the old trials as its result with
     no word that nothing had run."""
-    args = [
-        "sweep",
-        "--entry",
-        "sweep_objectives:bowl",
-        "--min-lr",
-        "1e-4",
-        "--max-lr",
-        "1",
-        "--pruner",
-        "none",
-        "--sampler",
-        "random",
-        "--out",
-        str(tmp_path),
-    ]
+    args = bowl_sweep("--pruner", "none", "--sampler", "random", "--out", str(tmp_path))
     assert main([*args, "--trials", "2"]) == 0
     assert "resuming" not in capsys.readouterr().out
     assert main([*args, "--trials", "3"]) == 0
@@ -302,21 +275,7 @@ def test_bad_search_options_name_the_argument(options, error, message):
 
 
 def test_cli_empty_schedules_is_one_line_and_exit_2(tmp_path, capsys):
-    code = main(
-        [
-            "sweep",
-            "--entry",
-            "sweep_objectives:bowl",
-            "--min-lr",
-            "1e-4",
-            "--max-lr",
-            "1",
-            "--schedules",
-            "",
-            "--out",
-            str(tmp_path),
-        ]
-    )
+    code = main(bowl_sweep("--schedules", "", "--out", str(tmp_path)))
     assert code == 2
     assert (
         capsys.readouterr().err
@@ -358,23 +317,7 @@ def test_a_url_is_shown_as_given_but_its_password(url, shown):
 
 def test_cli_tells_optuna_dashboard_the_sqlite_url_it_used(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    args = [
-        "sweep",
-        "--entry",
-        "sweep_objectives:bowl",
-        "--min-lr",
-        "1e-4",
-        "--max-lr",
-        "1",
-        "--trials",
-        "2",
-        "--pruner",
-        "none",
-        "--storage",
-        "sqlite:///sweep.db",
-        "--out",
-        "out",
-    ]
+    args = bowl_sweep("--trials", "2", "--pruner", "none", "--storage", "sqlite:///sweep.db", "--out", "out")
     assert main(args) == 0
     out = capsys.readouterr().out
     assert out.startswith("study 'sweep_objectives:bowl' in sqlite:///sweep.db: ")
