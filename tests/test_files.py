@@ -73,3 +73,28 @@ def test_a_symbolic_link_is_written_through_and_stays_a_link(tmp_path):
     loop.symlink_to(loop)
     with pytest.raises(OSError, match="loop"):
         atomic_write_text(loop, "x")
+
+
+def test_a_durable_write_waits_for_the_disk_and_a_snapshot_to_a_folder_does_not(tmp_path, monkeypatch):
+    import torch
+
+    from lrkit import save_checkpoint
+    from lrkit.torch.snapshot import Snapshot
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    model = torch.nn.Linear(3, 2)
+    save_checkpoint(tmp_path / "state.pt", model)  # what a run resumes from after a crash
+    assert len(synced) == 2  # the file and its folder
+    synced.clear()
+    before = model.weight.detach().clone()
+    snapshot = Snapshot.take(model, directory=tmp_path / "snaps")  # lives as long as the run
+    assert synced == [] and snapshot.path.exists()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    snapshot.restore()  # still atomic and whole: restored exactly
+    assert torch.equal(model.weight, before)
+    synced.clear()
+    atomic_write(tmp_path / "quick.bin", lambda handle: handle.write(b"x"), durable=False)
+    assert synced == [] and (tmp_path / "quick.bin").read_bytes() == b"x"

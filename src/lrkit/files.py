@@ -1,6 +1,8 @@
 """Atomic file writes: a temp file in the same folder, flushed and fsynced, then ``os.replace``.
 
 A reader (or a crash at any point) sees either the old file or the complete new one, never half.
+A file no one reads after a crash (a snapshot the run deletes when it ends) skips the fsyncs:
+``durable=False`` keeps the atomic replace but not the wait for the disk.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import IO
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, *, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
 
     The new file gets the mode of the file it replaces, or ``0o666`` less the umask when there is
@@ -36,16 +38,20 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fchmod(handle.fileno(), _mode(path if path.exists() else tmp))
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        if durable:
+            _fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
+def atomic_write(
+    path: str | Path, write: Callable[[IO[bytes]], object], *, durable: bool = True
+) -> Path:
     """Call ``write(handle)`` on a temp file, then move it over ``path``."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+    with atomic_path(path, durable=durable) as tmp, open(tmp, "wb") as handle:
         write(handle)
     return Path(path)
 

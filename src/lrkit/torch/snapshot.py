@@ -234,7 +234,8 @@ class Snapshot:
         self._tensors: list[torch.Tensor] | None = packer.tensors
         if directory is not None:
             path = Path(directory) / f"lrkit-snapshot-{uuid.uuid4().hex}.pt"
-            atomic_write(path, lambda handle: torch.save(packer.tensors, handle))
+            # atomic but not fsynced: the file lives as long as the run (save_checkpoint is for crashes)
+            atomic_write(path, lambda handle: torch.save(packer.tensors, handle), durable=False)
             self._path, self._tensors = path, None
         return self
 
