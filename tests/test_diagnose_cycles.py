@@ -59,3 +59,14 @@ def test_warm_restarts_judge_the_trend_between_cycle_ends():
     assert result.verdict == "healthy"
     assert result.evidence.cycle_end_steps == (39, 119, 279, 599)
     assert result.evidence.trend < 0.25
+
+
+def test_the_plot_marks_the_cycle_ends_the_run_was_compared_at():
+    trace = sgdr_run()
+    figure = diagnose(trace).plot()
+    (ends,) = [line for line in figure.axes[0].lines if line.get_label() == "4 cycle ends (compared)"]
+    assert ends.get_xdata().tolist() == [39, 119, 279, 599]
+    assert ends.get_ydata().tolist() == trace.loss[[39, 119, 279, 599]].tolist()
+    plain = Trace(step=np.arange(300), lr=np.full(300, 0.1), loss=np.exp(-np.arange(300) / 50) + 0.1)
+    labels = [line.get_label() for line in diagnose(plain).plot().axes[0].lines]
+    assert not any("cycle ends" in label for label in labels)

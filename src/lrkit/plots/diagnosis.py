@@ -18,9 +18,9 @@ MARKED_POINTS = 100  # validation points drawn with a marker each; more would me
 
 
 def plot_diagnosis(trace: Trace, diagnosis: Diagnosis, *, ax: Axes | None = None) -> Figure:
-    """Loss against step with the smoothed trend, the best point, spikes, the first non-finite
-    step, the window the trend was judged on, and the LR on a second axis; long lines are drawn
-    :func:`~lrkit.plots.curves.thinned`."""
+    """Loss against step with the smoothed trend, the best point, spikes, the cycle ends a run under
+    restarts is compared at, the first non-finite step, the window the trend was judged on, and
+    the LR on a second axis; long lines are drawn :func:`~lrkit.plots.curves.thinned`."""
     from lrkit.diagnosis import smooth_curve
 
     figure, ax = new_axes(ax)
@@ -52,6 +52,16 @@ def plot_diagnosis(trace: Trace, diagnosis: Diagnosis, *, ax: Axes | None = None
             markersize=9,
             mew=2,
             label=f"{e.spike_count} spike{'s' if e.spike_count > 1 else ''}",
+        )
+    if e.cycle_end_steps:  # under restarts the run is judged between these points (equal, low LR)
+        at = np.isin(trace.step, e.cycle_end_steps)
+        ax.plot(
+            trace.step[at],
+            trace.loss[at],
+            "D",
+            color="C5",
+            markersize=5,
+            label=f"{int(at.sum())} cycle ends (compared)",
         )
     if e.first_nonfinite_step is not None:
         first = e.first_nonfinite_step
