@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from lrkit.spikes import LR_RISE, RAISED_SHARE
 from lrkit.trace import Trace
 
 VERDICTS = ("diverged", "too_high", "too_low", "plateau", "healthy")
@@ -55,8 +56,6 @@ VAL_TREND = 0.072  # too_low: validation gains 5% of the progress per doubling (
 VAL_POINTS = 5  # fewest validation points to judge their pace
 DECAY_SHARE = 0.1  # a decay is judged when the LR stood below half its peak this share of the run
 DECAY_WINDOW = 0.5  # the pace before a decay is fitted to this last share of the time at high LR
-RAISE = 2.0  # a restart: after falling, the LR climbs to this many times its low (the guard's lr_rise)
-RAISED_SHARE = 0.3  # after a restart a rise counts only once it undoes this share of the progress
 _LATE = 0.3  # the late window is the last 30% of the run (or of the time at high LR)
 _MAX_POINTS = 2000  # longer curves are reduced to bin medians first
 
@@ -315,7 +314,7 @@ class _Cycles:
 def _cycles(loss: np.ndarray, lr: np.ndarray) -> _Cycles:
     """The cycles of a schedule that raises the LR again after lowering it (warm restarts, cyclical
     and triangular LRs): a restart is where the LR, having fallen from a peak, climbs back to
-    ``RAISE`` times its low and to at least 1/``RAISE`` of the peak before it (an LR decayed to
+    ``LR_RISE`` times its low and to at least 1/``LR_RISE`` of the peak before it (an LR decayed to
     about zero that wobbles is no restart). A warmup from the first step raises an LR that never
     fell: no restart.
     Each cycle ends at its lowest LR, the last one at the last point if the LR ends as low."""
@@ -328,7 +327,7 @@ def _cycles(loss: np.ndarray, lr: np.ndarray) -> _Cycles:
     for i, value in enumerate(lr.tolist()):
         if value < low:
             low, low_at = value, i
-        if low < peak and value >= RAISE * low and value >= peak / RAISE:
+        if low < peak and value >= LR_RISE * low and value >= peak / LR_RISE:
             lows.append(low_at)
             peak = low = value
             low_at = i
@@ -337,7 +336,7 @@ def _cycles(loss: np.ndarray, lr: np.ndarray) -> _Cycles:
             low_at = i
     if not lows:
         return none
-    ends = lows + ([len(lr) - 1] if lr[-1] <= RAISE * max(lr[lows]) and lows[-1] < len(lr) - 1 else [])
+    ends = lows + ([len(lr) - 1] if lr[-1] <= LR_RISE * max(lr[lows]) and lows[-1] < len(lr) - 1 else [])
     begins = [0] + [i + 1 for i in ends[:-1]]
     windows = [(max(b, e + 1 - max(3, round(0.1 * (e + 1 - b)))), e + 1) for b, e in zip(begins, ends, strict=True)]
     raised = np.zeros(len(loss))

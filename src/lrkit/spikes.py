@@ -39,6 +39,12 @@ class Verdict(str, Enum):
     NONFINITE = "nonfinite"  # NaN or infinite
 
 
+# an LR this many times the LR of the loss's best was raised on purpose (a warm restart, a cyclical
+# peak), and the loss's rise after it counts only once it undoes this share of the progress;
+# ``lrkit.diagnosis`` reads raised LRs by the same two numbers
+LR_RISE = 2.0
+RAISED_SHARE = 0.3
+
 @dataclass(frozen=True)
 class SpikeState:
     """The rule's memory: recent accepted losses (newest last), how many were accepted, the streak."""
@@ -86,8 +92,8 @@ class SpikeRule:
     rise: float = 0.5
     warmup_rise: float = 2.0
     confirm: int = 3
-    lr_rise: float = 2.0
-    raised_share: float = 0.3
+    lr_rise: float = LR_RISE
+    raised_share: float = RAISED_SHARE
 
     def __post_init__(self) -> None:
         checks.integer("window", self.window, minimum=3)
