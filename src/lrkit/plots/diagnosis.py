@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -43,26 +44,11 @@ def plot_diagnosis(trace: Trace, diagnosis: Diagnosis, *, ax: Axes | None = None
         ax.plot([e.best_step], [e.best], "v", color="C2", markersize=9, label=f"best {e.best:.3g}")
         ax.axhline(e.end, color="C4", linestyle=":", linewidth=1, label=f"end {e.end:.3g}")
     if e.spike_steps:
-        at = np.isin(trace.step, e.spike_steps)
-        ax.plot(
-            trace.step[at],
-            trace.loss[at],
-            "x",
-            color="C3",
-            markersize=9,
-            mew=2,
-            label=f"{e.spike_count} spike{'s' if e.spike_count > 1 else ''}",
-        )
+        label = f"{e.spike_count} spike{'s' if e.spike_count > 1 else ''}"
+        _mark(ax, trace, e.spike_steps, "x", color="C3", markersize=9, mew=2, label=label)
     if e.cycle_end_steps:  # under restarts the run is judged between these points (equal, low LR)
-        at = np.isin(trace.step, e.cycle_end_steps)
-        ax.plot(
-            trace.step[at],
-            trace.loss[at],
-            "D",
-            color="C5",
-            markersize=5,
-            label=f"{int(at.sum())} cycle ends (compared)",
-        )
+        label = f"{len(e.cycle_end_steps)} cycle ends (compared)"
+        _mark(ax, trace, e.cycle_end_steps, "D", color="C5", markersize=5, label=label)
     if e.first_nonfinite_step is not None:
         first = e.first_nonfinite_step
         ax.axvline(
@@ -93,6 +79,12 @@ def plot_diagnosis(trace: Trace, diagnosis: Diagnosis, *, ax: Axes | None = None
         fontsize=9,
     )
     return figure
+
+
+def _mark(ax: Axes, trace: Trace, steps: Sequence[int], marker: str, **style: Any) -> None:
+    """The loss at ``steps`` marked with ``marker``."""
+    at = np.isin(trace.step, steps)
+    ax.plot(trace.step[at], trace.loss[at], marker, **style)
 
 
 def _draw_lr(ax: Axes, trace: Trace) -> None:
